@@ -1,0 +1,63 @@
+# Skein's build. `make demo` runs a real local mesh; `make test` runs every test against real components.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+# The Kubernetes version the tests and the demo run: kube-apiserver, etcd and kubectl are built from
+# their Go modules (pinned in hack/tools/go.mod) into bin/k8s/$(K8S_VERSION).
+K8S_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" && $$2 ~ /^v/ { print $$2 }' hack/tools/go.mod)
+K8S_BIN := $(CURDIR)/bin/k8s/$(K8S_VERSION)
+export KUBEBUILDER_ASSETS := $(K8S_BIN)
+
+CONTROLLER_GEN := go tool controller-gen
+GO_TEST_FLAGS ?= -timeout 20m
+
+.PHONY: all
+all: build
+
+##@ Development
+
+.PHONY: manifests
+manifests: ## Generate the CRDs, RBAC and webhook manifests under config/.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: ## Generate the deepcopy methods of the API types.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+
+.PHONY: fmt
+fmt: ## Format the Go code.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## Vet the Go code and check its formatting.
+	go vet ./...
+	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*')); \
+	  if [[ -n $$unformatted ]]; then echo "gofmt needed on: $$unformatted"; exit 1; fi
+
+.PHONY: test-bins
+test-bins: ## Build kube-apiserver, etcd and kubectl into bin/k8s/<version>, reusing what is there.
+	hack/build-test-bins.sh $(K8S_BIN)
+
+.PHONY: test
+test: test-bins vet ## Run every test against the real API server.
+	go test $(GO_TEST_FLAGS) ./...
+
+##@ Build
+
+.PHONY: build
+build: ## Build the control plane and the CLI into bin/.
+	go build -o bin/skein-controller .
+	go build -o bin/skein ./cmd/skein
+
+.PHONY: run
+run: ## Run the control plane against the cluster in the current kubeconfig.
+	go run . --metrics-bind-address=0
+
+.PHONY: demo
+demo: test-bins build ## Run a real local mesh: API server, control plane, samples, and what they show.
+	bin/skein demo --assets-dir $(K8S_BIN) --controller bin/skein-controller --dir bin/demo
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-12s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)

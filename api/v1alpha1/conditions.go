@@ -1,0 +1,62 @@
+package v1alpha1
+
+// Condition types. Each is "normal-true": True is the healthy state, except Progressing and Degraded,
+// which are "abnormal-true" and True only while something needs attention.
+const (
+	// ConditionReady summarises an object: True when every step of its reconciliation succeeded.
+	ConditionReady = "Ready"
+
+	// ConditionAvailable is True when the mesh can serve with this configuration: the control plane
+	// can issue identities and push configuration.
+	ConditionAvailable = "Available"
+
+	// ConditionProgressing is True while the controller works towards the desired state, for
+	// example while cert-manager has yet to issue a certificate.
+	ConditionProgressing = "Progressing"
+
+	// ConditionDegraded is True when a step failed and the controller retries it.
+	ConditionDegraded = "Degraded"
+)
+
+// Condition reasons, CamelCase as metav1.Condition requires. They are stable: tools may match on them.
+const (
+	// ReasonReconciled: every step succeeded.
+	ReasonReconciled = "Reconciled"
+
+	// ReasonReconciling: the controller is working on the object.
+	ReasonReconciling = "Reconciling"
+
+	// ReasonReconcileFailed: a step failed; the message names it.
+	ReasonReconcileFailed = "ReconcileFailed"
+
+	// ReasonDeleting: the object is being deleted and its finalizer is cleaning up.
+	ReasonDeleting = "Deleting"
+)
+
+// Finalizers.
+const (
+	// MeshConfigFinalizer lets the MeshConfig controller remove the cluster-scoped objects it
+	// created (MeshStatus and, later, the trust chain) before the MeshConfig goes away.
+	MeshConfigFinalizer = "mesh.skein.dev/meshconfig"
+)
+
+// Well-known names, labels and annotations.
+const (
+	// MeshConfigName is the name of the one MeshConfig a cluster has.
+	MeshConfigName = "default"
+
+	// MeshStatusName is the name of the cluster-wide MeshStatus.
+	MeshStatusName = "default"
+
+	// ManagedByLabel marks objects the control plane creates and owns.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+
+	// ManagedByValue is the value of ManagedByLabel on Skein's objects.
+	ManagedByValue = "skein"
+
+	// ExportedLabel on a Service exports it to the clusters that link to this one.
+	ExportedLabel = "mesh.skein.dev/exported"
+
+	// InjectAnnotation on a namespace or workload turns proxy injection on ("enabled") or off ("disabled").
+	InjectAnnotation = "mesh.skein.dev/inject"
+)
