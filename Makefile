@@ -10,7 +10,7 @@ K8S_BIN := $(CURDIR)/bin/k8s/$(K8S_VERSION)
 export KUBEBUILDER_ASSETS := $(K8S_BIN)
 
 CONTROLLER_GEN := go tool controller-gen
-GO_TEST_FLAGS ?= -timeout 20m
+GO_TEST_FLAGS ?= -count=1 -timeout 30m
 
 .PHONY: all
 all: build

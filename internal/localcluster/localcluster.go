@@ -78,7 +78,8 @@ func Start(opts Options) (*Cluster, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
-		return nil, fmt.Errorf("starting the API server from %s: %w", assets, err)
+		// Start leaves the API server running when installing the CRDs fails.
+		return nil, errors.Join(fmt.Errorf("starting the API server from %s: %w", assets, err), env.Stop())
 	}
 	c := &Cluster{Config: cfg, AssetsDir: assets, env: env, dir: dir}
 	if c.Client, err = client.New(cfg, client.Options{Scheme: env.Scheme}); err != nil {

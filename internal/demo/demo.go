@@ -1,0 +1,154 @@
+// Package demo runs Skein's demo: a real local API server, the control plane as its own process, the
+// samples applied with kubectl, and what kubectl then shows. Each feature adds its act here.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/skeinmesh/skein/internal/localcluster"
+)
+
+// Options configure a demo run.
+type Options struct {
+	// Controller is the path of the skein-controller binary to run.
+	Controller string
+	// Dir holds the demo's kubeconfig and logs while it runs.
+	Dir string
+	// Once makes the demo stop by itself after showing everything, instead of waiting for Ctrl-C.
+	Once bool
+	// Out is where the demo tells what it does.
+	Out io.Writer
+}
+
+// Run runs the demo until ctx is done (or, with Once, until it has shown everything). It returns an
+// error if any step failed.
+func Run(ctx context.Context, o Options) (err error) {
+	root, err := localcluster.RepoRoot()
+	if err != nil {
+		return err
+	}
+	d := &demo{Options: o, root: root}
+
+	d.say("Starting a real Kubernetes API server (kube-apiserver and etcd from bin/k8s)")
+	cluster, err := localcluster.Start(localcluster.Options{Dir: o.Dir})
+	if err != nil {
+		return err
+	}
+	d.cluster = cluster
+	defer func() {
+		d.say("Stopping the API server")
+		err = errors.Join(err, cluster.Stop(), os.Remove(cluster.Kubeconfig))
+	}()
+	d.printf("    API server: %s\n    kubeconfig: %s\n", cluster.Config.Host, cluster.Kubeconfig)
+
+	stop, err := d.startController(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stop()) }()
+
+	err = d.run(ctx,
+		d.applySamples,
+		d.waitForMeshConfig,
+		d.show("meshconfig,trafficsplits,meshstatus"),
+	)
+	if err != nil || o.Once {
+		return err
+	}
+	kubectl := filepath.Join(cluster.AssetsDir, "kubectl")
+	d.say("The mesh is running. Explore it from another terminal, then press Ctrl-C to stop:")
+	d.printf("    export KUBECONFIG=%s\n    %s get skein -A\n", cluster.Kubeconfig, kubectl)
+	<-ctx.Done()
+	return nil
+}
+
+type demo struct {
+	Options
+	root    string
+	cluster *localcluster.Cluster
+}
+
+// run runs the acts in order and stops at the first that fails.
+func (d *demo) run(ctx context.Context, acts ...func(context.Context) error) error {
+	for _, act := range acts {
+		if err := act(ctx); err != nil {
+			d.say("FAILED: " + err.Error())
+			return err
+		}
+	}
+	return nil
+}
+
+// startController runs skein-controller against the demo's API server, its log in Dir.
+func (d *demo) startController(ctx context.Context) (stop func() error, err error) {
+	d.say("Starting the Skein control plane (" + d.Controller + "), logging to " + filepath.Join(d.Dir, "controller.log"))
+	logFile, err := os.Create(filepath.Join(d.Dir, "controller.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(d.Controller, "--kubeconfig", d.cluster.Kubeconfig,
+		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", d.Controller, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	return func() error {
+		d.say("Stopping the control plane")
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		var err error
+		select {
+		case err = <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			err = fmt.Errorf("the control plane did not stop within 15s of SIGTERM: %w", <-exited)
+		}
+		return errors.Join(err, logFile.Close())
+	}, nil
+}
+
+func (d *demo) applySamples(ctx context.Context) error {
+	d.say("Applying the samples: kubectl apply -k config/samples")
+	return d.kubectl(ctx, "apply", "-k", filepath.Join(d.root, "config", "samples"))
+}
+
+func (d *demo) waitForMeshConfig(ctx context.Context) error {
+	d.say("Waiting for the MeshConfig to be Ready")
+	return d.kubectl(ctx, "wait", "--for=condition=Ready", "meshconfig/default", "--timeout=120s")
+}
+
+func (d *demo) show(what string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		d.say("kubectl get " + what)
+		return d.kubectl(ctx, "get", what, "-A")
+	}
+}
+
+// kubectl runs the real kubectl against the demo's cluster and shows what it prints.
+func (d *demo) kubectl(ctx context.Context, args ...string) error {
+	out, err := d.cluster.Kubectl(ctx, nil, args...)
+	d.printf("%s", indent(out))
+	return err
+}
+
+func (d *demo) say(msg string) { d.printf("==> %s\n", msg) }
+
+func (d *demo) printf(format string, args ...any) { fmt.Fprintf(d.Out, format, args...) }
+
+func indent(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
+}

@@ -1,0 +1,48 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/skeinmesh/skein/internal/demo"
+	"github.com/skeinmesh/skein/internal/localcluster"
+)
+
+// TestDemoOnce runs the demo as `DEMO_ONCE=1 make demo` does, with the control plane built from this
+// tree, and checks that it shows a Ready MeshConfig and a Healthy MeshStatus.
+func TestDemoOnce(t *testing.T) {
+	root, err := localcluster.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	controller := filepath.Join(dir, "skein-controller")
+	build := exec.Command("go", "build", "-o", controller, ".")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the control plane: %v\n%s", err, out)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := demo.Run(ctx, demo.Options{Controller: controller, Dir: dir, Once: true, Out: &out}); err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, &out)
+	}
+	for _, want := range []string{
+		`meshconfig.mesh.skein.dev/default condition met`,
+		`meshconfig.mesh.skein.dev/default\s+True\s+cluster.local`,
+		`trafficsplit.mesh.skein.dev/web\s+web`,
+		`meshstatus.mesh.skein.dev/default\s+Healthy\s+0/0`,
+		`==> Stopping the API server`,
+	} {
+		if !regexp.MustCompile(want).Match(out.Bytes()) {
+			t.Errorf("the demo's output lacks %q:\n%s", want, &out)
+		}
+	}
+}
