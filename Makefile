@@ -40,8 +40,20 @@ test-bins: ## Build kube-apiserver, etcd and kubectl into bin/k8s/<version>, reu
 	hack/build-test-bins.sh $(K8S_BIN)
 
 .PHONY: test
-test: test-bins vet ## Run every test against the real API server.
+test: test-bins vet ## Run every test against the real API server, then the fuzz targets briefly.
 	go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) fuzz
+
+FUZZ_TIME ?= 10s
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZ_TIME.
+	go test -run='^$$' -fuzz='^FuzzCertify$$' -fuzztime=$(FUZZ_TIME) ./internal/identity/
+
+##@ Benchmarks
+
+.PHONY: bench-identity
+bench-identity: ## Certificates signed per second per core through the identity service, against raw signing.
+	test/bench/identity.sh
 
 ##@ Build
 
@@ -61,3 +73,13 @@ demo: test-bins build ## Run a real local mesh: API server, control plane, sampl
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-12s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Protocols
+
+.PHONY: proto
+proto: ## Generate the Go code for the gRPC protocols under internal/ (needs protoc: apt-get install protobuf-compiler).
+	@command -v protoc >/dev/null || { echo "protoc not found: installing Debian's protobuf-compiler"; apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
+	for f in $$(find internal -name '*.proto'); do \
+	  protoc --plugin=protoc-gen-go=$$(go tool -n protoc-gen-go) --plugin=protoc-gen-go-grpc=$$(go tool -n protoc-gen-go-grpc) \
+	    --go_out=paths=source_relative:. --go-grpc_out=paths=source_relative:. $$f; \
+	done

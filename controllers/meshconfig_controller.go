@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"time"
 
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
@@ -27,6 +30,8 @@ const waitInterval = 5 * time.Second
 type MeshConfigReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
+	// Namespace is the control plane's namespace, where the trust chain lives.
+	Namespace string
 }
 
 // step is one part of applying a MeshConfig. It returns done=false, with a message, while it waits
@@ -66,6 +71,9 @@ func (r *MeshConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 
 	return r.reconcileSteps(ctx, mc, []step{
+		{"TrustAnchor", r.reconcileTrustAnchor},
+		{"Issuer", r.reconcileIssuer},
+		{"TrustBundle", r.reconcileTrustBundle},
 		{"MeshStatus", r.reconcileMeshStatus},
 	})
 }
@@ -125,26 +133,43 @@ func (r *MeshConfigReconciler) reconcileMeshStatus(ctx context.Context, mc *mesh
 	return true, "", nil
 }
 
-// reconcileDelete removes what the MeshConfig made, then lets it go.
+// reconcileDelete removes the cluster-scoped objects the MeshConfig made, then lets it go. The
+// namespaced ones (certificates, issuer, trust bundle) go with it through their owner references;
+// the Secrets cert-manager wrote stay, so that a MeshConfig made again keeps the same trust anchor.
 func (r *MeshConfigReconciler) reconcileDelete(ctx context.Context, mc *meshv1.MeshConfig) (ctrl.Result, error) {
 	meta.SetStatusCondition(&mc.Status.Conditions, metav1.Condition{
 		Type: meshv1.ConditionReady, Status: metav1.ConditionFalse, Reason: meshv1.ReasonDeleting,
 		Message: "The mesh configuration is being deleted", ObservedGeneration: mc.Generation,
 	})
-	err := r.DeleteAllOf(ctx, &meshv1.MeshStatus{}, client.MatchingLabels{meshv1.ManagedByLabel: meshv1.ManagedByValue})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return ctrl.Result{}, fmt.Errorf("deleting MeshStatuses: %w", err)
+	managed := client.MatchingLabels{meshv1.ManagedByLabel: meshv1.ManagedByValue}
+	for _, obj := range []client.Object{&meshv1.MeshStatus{}, &cmv1.ClusterIssuer{}} {
+		if err := r.DeleteAllOf(ctx, obj, managed); err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("deleting %T: %w", obj, err)
+		}
 	}
 	controllerutil.RemoveFinalizer(mc, meshv1.MeshConfigFinalizer)
 	return ctrl.Result{}, nil
 }
 
-// SetupWithManager registers the controller. It also watches the MeshStatuses it owns, so that one
-// deleted by hand comes back.
+// SetupWithManager registers the controller. It watches what it owns, so that cert-manager's progress
+// moves it on and an object deleted by hand comes back, and the trust chain's Secrets, which
+// cert-manager writes.
 func (r *MeshConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	owned := handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &meshv1.MeshConfig{}, handler.OnlyControllerOwner())
+	toMeshConfig := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if o.GetNamespace() != r.Namespace {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: meshv1.MeshConfigName}}}
+	})
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&meshv1.MeshConfig{}).
-		Watches(&meshv1.MeshStatus{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &meshv1.MeshConfig{}, handler.OnlyControllerOwner())).
+		Watches(&meshv1.MeshStatus{}, owned).
+		Watches(&cmv1.ClusterIssuer{}, owned).
+		Watches(&cmv1.Issuer{}, owned).
+		Watches(&cmv1.Certificate{}, owned).
+		Watches(&corev1.ConfigMap{}, owned).
+		Watches(&corev1.Secret{}, toMeshConfig).
 		Named("meshconfig").
 		Complete(r)
 }

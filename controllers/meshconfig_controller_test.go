@@ -1,6 +1,13 @@
 package controllers_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -14,7 +21,34 @@ import (
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/controllers"
+	"github.com/skeinmesh/skein/internal/identity"
+	"github.com/skeinmesh/skein/test/framework"
 )
+
+func parseCerts(bundle string) []*x509.Certificate {
+	certs, err := identity.ParseCertificates([]byte(bundle))
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	return certs
+}
+
+func parseCert(pemBytes []byte) *x509.Certificate {
+	certs, err := identity.ParseCertificates(pemBytes)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	return certs[0]
+}
+
+// selfSignedCA makes a CA such as a user would bring.
+func selfSignedCA(cn string) (certPEM, keyPEM []byte) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	Expect(err).NotTo(HaveOccurred())
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(42), Subject: pkix.Name{CommonName: cn}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(365 * 24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	Expect(err).NotTo(HaveOccurred())
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	Expect(err).NotTo(HaveOccurred())
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
 
 var _ = Describe("MeshConfig controller", Ordered, func() {
 	const timeout, interval = 20 * time.Second, 100 * time.Millisecond
@@ -51,6 +85,33 @@ var _ = Describe("MeshConfig controller", Ordered, func() {
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: meshv1.MeshStatusName}, ms)).To(Succeed())
 		Expect(metav1.GetControllerOf(ms)).NotTo(BeNil())
 		Expect(metav1.GetControllerOf(ms).Kind).To(Equal("MeshConfig"))
+	})
+
+	It("has cert-manager issue the trust anchor and the issuer, and publishes the trust bundle", func() {
+		mc := &meshv1.MeshConfig{}
+		Expect(k8s.Get(ctx, key, mc)).To(Succeed())
+
+		anchorSecret := &corev1.Secret{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.TrustAnchorName}, anchorSecret)).To(Succeed())
+		anchor := parseCert(anchorSecret.Data["tls.crt"])
+		Expect(anchor.IsCA).To(BeTrue())
+		Expect(anchor.Subject.CommonName).To(Equal("root.cluster.local"))
+
+		issuerSecret := &corev1.Secret{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.IssuerName}, issuerSecret)).To(Succeed())
+		issuer := parseCert(issuerSecret.Data["tls.crt"])
+		Expect(issuer.IsCA).To(BeTrue())
+		Expect(issuer.CheckSignatureFrom(anchor)).To(Succeed(), "the issuer is signed by the anchor")
+		Expect(issuer.NotAfter.Sub(issuer.NotBefore)).To(BeNumerically("~", 48*time.Hour, time.Minute))
+
+		bundle := &corev1.ConfigMap{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.TrustBundleName}, bundle)).To(Succeed())
+		Expect(parseCerts(bundle.Data[meshv1.TrustBundleKey])).To(Equal([]*x509.Certificate{anchor}))
+
+		Expect(mc.Status.Issuer.Fingerprint).To(Equal(identity.Fingerprint(issuer)))
+		Expect(mc.Status.Issuer.NotAfter.Time).To(BeTemporally("==", issuer.NotAfter))
+		Expect(mc.Status.TrustAnchors).To(HaveLen(1))
+		Expect(mc.Status.TrustAnchors[0].Fingerprint).To(Equal(identity.Fingerprint(anchor)))
 	})
 
 	It("records an event when the mesh becomes configured", func() {
@@ -109,6 +170,48 @@ var _ = Describe("MeshConfig controller", Ordered, func() {
 		Expect(mc.Generation).To(BeEquivalentTo(2))
 		Eventually(func(g Gomega) {
 			g.Expect(conditionsAt(g, 2)).To(HaveKeyWithValue(meshv1.ConditionReady, metav1.ConditionTrue))
+		}, timeout, interval).Should(Succeed())
+	})
+
+	It("reports a trust anchor Secret that does not exist, and keeps the issuer in force", func() {
+		mc := &meshv1.MeshConfig{}
+		Expect(k8s.Get(ctx, key, mc)).To(Succeed())
+		issuerBefore := mc.Status.Issuer.Fingerprint
+		mc.Spec.Identity.TrustAnchor.SecretName = "my-anchor"
+		Expect(k8s.Update(ctx, mc)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, key, mc)).To(Succeed())
+			ready := meta.FindStatusCondition(mc.Status.Conditions, meshv1.ConditionReady)
+			g.Expect(ready).NotTo(BeNil())
+			g.Expect(ready.ObservedGeneration).To(Equal(mc.Generation))
+			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(ready.Message).To(ContainSubstring("my-anchor"))
+		}, timeout, interval).Should(Succeed())
+		Expect(mc.Status.Issuer.Fingerprint).To(Equal(issuerBefore))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.IssuerName}, &corev1.Secret{})).To(Succeed())
+	})
+
+	It("rotates to a trust anchor the user brings, keeping the old one in the bundle meanwhile", func() {
+		bundle := &corev1.ConfigMap{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.TrustBundleName}, bundle)).To(Succeed())
+		oldAnchors := parseCerts(bundle.Data[meshv1.TrustBundleKey])
+		Expect(oldAnchors).To(HaveLen(1))
+
+		certPEM, keyPEM := selfSignedCA("my anchor")
+		Expect(k8s.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: framework.SystemNamespace, Name: "my-anchor"},
+			Type:       corev1.SecretTypeTLS,
+			Data:       map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM},
+		})).To(Succeed())
+		mine := parseCert(certPEM)
+
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.TrustBundleName}, bundle)).To(Succeed())
+			g.Expect(parseCerts(bundle.Data[meshv1.TrustBundleKey])).To(Equal([]*x509.Certificate{mine, oldAnchors[0]}))
+			issuerSecret := &corev1.Secret{}
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.IssuerName}, issuerSecret)).To(Succeed())
+			g.Expect(parseCert(issuerSecret.Data["tls.crt"]).CheckSignatureFrom(mine)).To(Succeed(), "the issuer is re-issued from the new anchor")
+			g.Expect(conditionsAt(g, 3)).To(HaveKeyWithValue(meshv1.ConditionReady, metav1.ConditionTrue))
 		}, timeout, interval).Should(Succeed())
 	})
 

@@ -3,17 +3,31 @@ package controllers
 import (
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Setup registers every reconciler with the manager. Tests call it too, so that they run the
-// controllers exactly as the control plane does.
-func Setup(mgr ctrl.Manager) error {
-	if err := (&MeshConfigReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("skein-meshconfig")}).SetupWithManager(mgr); err != nil {
+// controllers exactly as the control plane does. namespace is the control plane's own.
+func Setup(mgr ctrl.Manager, namespace string) error {
+	mc := &MeshConfigReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("skein-meshconfig"), Namespace: namespace}
+	if err := mc.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the MeshConfig controller: %w", err)
 	}
 	if err := (&MeshStatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the MeshStatus controller: %w", err)
 	}
 	return nil
+}
+
+// CacheOptions keep Secrets and ConfigMaps, which the control plane reads only in its own
+// namespace, out of the cache for every other namespace.
+func CacheOptions(namespace string) cache.Options {
+	own := map[string]cache.Config{namespace: {}}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}:    {Namespaces: own},
+		&corev1.ConfigMap{}: {Namespaces: own},
+	}}
 }

@@ -33,6 +33,10 @@ var _ = BeforeSuite(func() {
 	k8s = cluster.Client
 	DeferCleanup(cluster.Stop)
 
+	stopCertManager, err := framework.StartCertManager(cluster)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(stopCertManager)
+
 	cp, err := framework.StartControlPlane(cluster.Config)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(cp.Stop)

@@ -57,6 +57,23 @@ const (
 	// ExportedLabel on a Service exports it to the clusters that link to this one.
 	ExportedLabel = "mesh.skein.dev/exported"
 
+	// TrustAnchorName names the trust anchor's cert-manager Certificate, its Secret and the CA Issuer
+	// backed by it, in the control plane's namespace.
+	TrustAnchorName = "skein-trust-anchor"
+
+	// SelfSignedIssuerName names the ClusterIssuer that signs a trust anchor cert-manager makes.
+	SelfSignedIssuerName = "skein-selfsigned"
+
+	// IssuerName names the identity issuer's Certificate and Secret, in the control plane's namespace.
+	IssuerName = "skein-identity-issuer"
+
+	// TrustBundleName names the ConfigMap, in the control plane's namespace, holding every trust
+	// anchor in force under TrustBundleKey.
+	TrustBundleName = "skein-trust-bundle"
+
+	// TrustBundleKey is the trust bundle ConfigMap's key: PEM certificates.
+	TrustBundleKey = "ca-bundle.crt"
+
 	// InjectAnnotation on a namespace or workload turns proxy injection on ("enabled") or off ("disabled").
 	InjectAnnotation = "mesh.skein.dev/inject"
 )

@@ -6,7 +6,6 @@ import (
 )
 
 // MeshConfigSpec is the mesh-wide configuration: identity, proxy, injection and telemetry.
-// +kubebuilder:validation:XValidation:rule="!has(self.identity) || !has(self.identity.workloadCertLifetime) || !has(self.identity.issuer) || !has(self.identity.issuer.lifetime) || duration(self.identity.workloadCertLifetime) <= duration(self.identity.issuer.lifetime)",message="spec.identity.workloadCertLifetime must not be longer than spec.identity.issuer.lifetime: a workload certificate cannot outlive the issuer that signed it"
 type MeshConfigSpec struct {
 	// trustDomain is the SPIFFE trust domain of every workload identity in the mesh:
 	// spiffe://<trustDomain>/ns/<namespace>/sa/<serviceaccount>. Changing it re-identifies every workload.
@@ -59,7 +58,7 @@ type IdentitySpec struct {
 	Issuer IssuerSpec `json:"issuer,omitempty"`
 
 	// workloadCertLifetime is how long a proxy's certificate is valid. Proxies renew at about 70%
-	// of it. Between 1h and 168h.
+	// of it. Between 1h and 168h; a certificate is cut short where its issuer expires first.
 	// +optional
 	// +kubebuilder:default="24h"
 	// +kubebuilder:validation:Type=string
@@ -316,7 +315,7 @@ type MeshConfigStatus struct {
 // +kubebuilder:validation:XValidation:rule="self.metadata.name == 'default'",message="metadata.name: a MeshConfig must be named 'default'; a cluster has only one"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Trust Domain",type=string,JSONPath=`.spec.trustDomain`
-// +kubebuilder:printcolumn:name="Issuer Expiry",type=date,JSONPath=`.status.issuer.notAfter`
+// +kubebuilder:printcolumn:name="Issuer Expiry",type=string,JSONPath=`.status.issuer.notAfter`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
 type MeshConfig struct {

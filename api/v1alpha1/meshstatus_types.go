@@ -160,7 +160,7 @@ type MeshStatusStatus struct {
 // +kubebuilder:printcolumn:name="P50",type=string,priority=1,JSONPath=`.status.latencyP50`
 // +kubebuilder:printcolumn:name="P95",type=string,priority=1,JSONPath=`.status.latencyP95`
 // +kubebuilder:printcolumn:name="Proxies",type=integer,priority=1,JSONPath=`.status.connectedProxies`
-// +kubebuilder:printcolumn:name="Cert Expiry",type=date,priority=1,JSONPath=`.status.certificateExpiry`
+// +kubebuilder:printcolumn:name="Cert Expiry",type=string,priority=1,JSONPath=`.status.certificateExpiry`
 type MeshStatus struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

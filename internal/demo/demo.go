@@ -14,6 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skeinmesh/skein/internal/certmanager"
 	"github.com/skeinmesh/skein/internal/localcluster"
 )
 
@@ -38,8 +42,12 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	d := &demo{Options: o, root: root}
 
-	d.say("Starting a real Kubernetes API server (kube-apiserver and etcd from bin/k8s)")
-	cluster, err := localcluster.Start(localcluster.Options{Dir: o.Dir})
+	d.say("Starting a real Kubernetes API server (kube-apiserver and etcd from bin/k8s) with Skein's and cert-manager's CRDs")
+	cmCRDs, err := certmanager.CRDDir()
+	if err != nil {
+		return err
+	}
+	cluster, err := localcluster.Start(localcluster.Options{Dir: o.Dir, CRDDirs: []string{cmCRDs}})
 	if err != nil {
 		return err
 	}
@@ -50,6 +58,14 @@ func Run(ctx context.Context, o Options) (err error) {
 	}()
 	d.printf("    API server: %s\n    kubeconfig: %s\n", cluster.Config.Host, cluster.Kubeconfig)
 
+	if err := cluster.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
+		return err
+	}
+	stopCertManager, err := d.startCertManager(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopCertManager()) }()
 	stop, err := d.startController(ctx)
 	if err != nil {
 		return err
@@ -59,7 +75,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	err = d.run(ctx,
 		d.applySamples,
 		d.waitForMeshConfig,
-		d.show("meshconfig,trafficsplits,meshstatus"),
+		d.show("meshconfig,trafficsplits,meshstatus", "-A"),
+		d.show("clusterissuers,issuers,certificates", "-n", Namespace),
+		d.certifyWorkload,
 	)
 	if err != nil || o.Once {
 		return err
@@ -71,10 +89,14 @@ func Run(ctx context.Context, o Options) (err error) {
 	return nil
 }
 
+// Namespace is the demo control plane's namespace.
+const Namespace = "skein-system"
+
 type demo struct {
 	Options
-	root    string
-	cluster *localcluster.Cluster
+	root         string
+	cluster      *localcluster.Cluster
+	identityAddr string
 }
 
 // run runs the acts in order and stops at the first that fails.
@@ -88,6 +110,25 @@ func (d *demo) run(ctx context.Context, acts ...func(context.Context) error) err
 	return nil
 }
 
+// startCertManager runs cert-manager's own controllers, in this process, against the demo's API server.
+func (d *demo) startCertManager(ctx context.Context) (stop func() error, err error) {
+	d.say("Starting cert-manager's controllers, logging to " + filepath.Join(d.Dir, "cert-manager.log"))
+	logFile, err := os.Create(filepath.Join(d.Dir, "cert-manager.log"))
+	if err != nil {
+		return nil, err
+	}
+	stopControllers, err := certmanager.Start(ctx, certmanager.Options{
+		Kubeconfig: d.cluster.Kubeconfig, ClusterResourceNamespace: Namespace, LogWriter: logFile, LogVerbosity: 2,
+	})
+	if err != nil {
+		return nil, errors.Join(err, logFile.Close())
+	}
+	return func() error {
+		d.say("Stopping cert-manager")
+		return errors.Join(stopControllers(), logFile.Close())
+	}, nil
+}
+
 // startController runs skein-controller against the demo's API server, its log in Dir.
 func (d *demo) startController(ctx context.Context) (stop func() error, err error) {
 	d.say("Starting the Skein control plane (" + d.Controller + "), logging to " + filepath.Join(d.Dir, "controller.log"))
@@ -95,8 +136,11 @@ func (d *demo) startController(ctx context.Context) (stop func() error, err erro
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(d.Controller, "--kubeconfig", d.cluster.Kubeconfig,
-		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")
+	if d.identityAddr, err = freeLoopbackAddr(); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(d.Controller, "--kubeconfig", d.cluster.Kubeconfig, "--namespace", Namespace,
+		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0", "--identity-bind-address="+d.identityAddr)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
@@ -128,10 +172,10 @@ func (d *demo) waitForMeshConfig(ctx context.Context) error {
 	return d.kubectl(ctx, "wait", "--for=condition=Ready", "meshconfig/default", "--timeout=120s")
 }
 
-func (d *demo) show(what string) func(context.Context) error {
+func (d *demo) show(what string, flags ...string) func(context.Context) error {
 	return func(ctx context.Context) error {
-		d.say("kubectl get " + what)
-		return d.kubectl(ctx, "get", what, "-A")
+		d.say("kubectl get " + strings.Join(append([]string{what}, flags...), " "))
+		return d.kubectl(ctx, append([]string{"get", what}, flags...)...)
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 )
 
 // TestDemoOnce runs the demo as `DEMO_ONCE=1 make demo` does, with the control plane built from this
-// tree, and checks that it shows a Ready MeshConfig and a Healthy MeshStatus.
+// tree, and checks that it shows a Ready MeshConfig, a Healthy MeshStatus, the trust chain cert-manager
+// issued, and a workload certified by the identity service.
 func TestDemoOnce(t *testing.T) {
 	root, err := localcluster.RepoRoot()
 	if err != nil {
@@ -39,6 +40,8 @@ func TestDemoOnce(t *testing.T) {
 		`meshconfig.mesh.skein.dev/default\s+True\s+cluster.local`,
 		`trafficsplit.mesh.skein.dev/web\s+web`,
 		`meshstatus.mesh.skein.dev/default\s+Healthy\s+0/0`,
+		`certificate.cert-manager.io/skein-identity-issuer\s+True`,
+		`certificate for spiffe://cluster.local/ns/default/sa/web\n\s+issued by "identity.cluster.local", valid 24h0m20s`,
 		`==> Stopping the API server`,
 	} {
 		if !regexp.MustCompile(want).Match(out.Bytes()) {

@@ -1,12 +1,21 @@
 // Package framework starts the real components Skein's suites run against: API servers (one per
-// simulated cluster) and the control plane's controllers, run exactly as main.go runs them.
+// simulated cluster), cert-manager's controllers, and the control plane's controllers, run exactly as
+// main.go runs them.
 package framework
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -14,6 +23,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/skeinmesh/skein/controllers"
+	"github.com/skeinmesh/skein/internal/certmanager"
+	"github.com/skeinmesh/skein/internal/identity"
 	"github.com/skeinmesh/skein/internal/localcluster"
 	"github.com/skeinmesh/skein/internal/scheme"
 )
@@ -21,22 +32,67 @@ import (
 // Cluster is a running API server; see localcluster.
 type Cluster = localcluster.Cluster
 
-// StartCluster starts an API server with Skein's CRDs. Call it again for a second cluster.
+// SystemNamespace is where Skein's control plane runs, and where cert-manager keeps the Secrets of
+// ClusterIssuers (its cluster resource namespace).
+const SystemNamespace = "skein-system"
+
+// StartCluster starts an API server with Skein's CRDs and cert-manager's. Call it again for a second
+// cluster. Certificates are only issued once StartCertManager runs cert-manager against it.
 func StartCluster() (*Cluster, error) {
-	return localcluster.Start(localcluster.Options{})
+	crds, err := certmanager.CRDDir()
+	if err != nil {
+		return nil, err
+	}
+	return localcluster.Start(localcluster.Options{CRDDirs: []string{crds}})
 }
 
-// ControlPlane is Skein's controllers running in this process against one cluster.
+// StartCertManager runs cert-manager's controllers (see certmanager.Controllers) against c, with
+// SystemNamespace, which it creates if missing, as their cluster resource namespace. Their log goes
+// to cert-manager.log beside c's kubeconfig. Call stop before stopping c.
+func StartCertManager(c *Cluster) (stop func() error, err error) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: SystemNamespace}}
+	if err := c.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating namespace %s: %w", SystemNamespace, err)
+	}
+	log, err := os.Create(filepath.Join(filepath.Dir(c.Kubeconfig), "cert-manager.log"))
+	if err != nil {
+		return nil, err
+	}
+	stopCertManager, err := certmanager.Start(ctx, certmanager.Options{
+		Kubeconfig:               c.Kubeconfig,
+		ClusterResourceNamespace: SystemNamespace,
+		LogWriter:                log,
+		LogVerbosity:             2,
+	})
+	if err != nil {
+		return nil, errors.Join(err, log.Close())
+	}
+	return func() error { return errors.Join(stopCertManager(), log.Close()) }, nil
+}
+
+// ControlPlane is Skein's control plane running in this process against one cluster: its controllers
+// and its identity service, wired as main.go wires them.
 type ControlPlane struct {
 	Manager ctrl.Manager
-	cancel  context.CancelFunc
-	done    chan error
+	// IdentityAddr is where the identity service listens.
+	IdentityAddr string
+	// Metrics holds the control plane's own metrics (the identity service's counters).
+	Metrics *prometheus.Registry
+
+	cancel context.CancelFunc
+	done   chan error
 }
 
-// StartControlPlane runs every reconciler against the API server at cfg until Stop.
+// IdentityServerName is the name the identity service's certificate carries in tests.
+const IdentityServerName = "skein-identity." + SystemNamespace + ".svc"
+
+// StartControlPlane runs every reconciler and the identity service against the API server at cfg
+// until Stop. The control plane's namespace is SystemNamespace.
 func StartControlPlane(cfg *rest.Config) (*ControlPlane, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme.New(),
+		Cache:                  controllers.CacheOptions(SystemNamespace),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// Several control planes may share a test process, one per simulated cluster.
@@ -45,11 +101,22 @@ func StartControlPlane(cfg *rest.Config) (*ControlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := controllers.Setup(mgr); err != nil {
+	if err := controllers.Setup(mgr, SystemNamespace); err != nil {
 		return nil, err
 	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := identity.AddToManager(mgr, identity.Options{
+		Namespace: SystemNamespace, ServiceAccount: "skein-controller", Listener: lis, Metrics: reg,
+		DNSNames: []string{IdentityServerName},
+	}); err != nil {
+		return nil, errors.Join(err, lis.Close())
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cp := &ControlPlane{Manager: mgr, cancel: cancel, done: make(chan error, 1)}
+	cp := &ControlPlane{Manager: mgr, IdentityAddr: lis.Addr().String(), Metrics: reg, cancel: cancel, done: make(chan error, 1)}
 	go func() { cp.done <- mgr.Start(ctx) }()
 	syncCtx, cancelSync := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSync()
@@ -60,7 +127,7 @@ func StartControlPlane(cfg *rest.Config) (*ControlPlane, error) {
 	return cp, nil
 }
 
-// Stop stops the controllers and returns the error they stopped with, if any.
+// Stop stops the control plane and returns the error it stopped with, if any.
 func (cp *ControlPlane) Stop() error {
 	cp.cancel()
 	return <-cp.done

@@ -1,5 +1,5 @@
-// Package generated fails when a generated file (CRDs, RBAC, deepcopy) no longer matches its source:
-// it regenerates a copy of the tree with `make manifests generate` and compares.
+// Package generated fails when a generated file (CRDs, RBAC, deepcopy, protobuf) no longer matches its source:
+// it regenerates a copy of the tree with `make manifests generate proto` and compares.
 package generated
 
 import (
@@ -15,7 +15,7 @@ import (
 )
 
 // generatedDirs hold the generators' output.
-var generatedDirs = []string{"api", "config"}
+var generatedDirs = []string{"api", "config", "internal"}
 
 func TestGeneratedFilesAreFresh(t *testing.T) {
 	root, err := localcluster.RepoRoot()
@@ -26,7 +26,7 @@ func TestGeneratedFilesAreFresh(t *testing.T) {
 	if err := copyTree(root, work); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("make", "manifests", "generate")
+	cmd := exec.Command("make", "manifests", "generate", "proto")
 	cmd.Dir = work
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make manifests generate: %v\n%s", err, out)
@@ -35,9 +35,9 @@ func TestGeneratedFilesAreFresh(t *testing.T) {
 	want, got := snapshot(t, work), snapshot(t, root)
 	for path, w := range want {
 		if g, ok := got[path]; !ok {
-			t.Errorf("%s is generated but missing: run `make manifests generate`", path)
+			t.Errorf("%s is generated but missing: run `make manifests generate proto`", path)
 		} else if !bytes.Equal(g, w) {
-			t.Errorf("%s is stale: run `make manifests generate`", path)
+			t.Errorf("%s is stale: run `make manifests generate proto`", path)
 		}
 	}
 	for path := range got {
