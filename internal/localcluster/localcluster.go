@@ -156,3 +156,9 @@ func AssetsDir() (string, error) {
 	}
 	return dir, nil
 }
+
+// ServiceAccountSigningKeyFile is the PEM key the API server signs ServiceAccount tokens with; tests
+// use it to make tokens the API server itself would have made, expired ones included.
+func (c *Cluster) ServiceAccountSigningKeyFile() string {
+	return filepath.Join(c.env.ControlPlane.APIServer.CertDir, "sa-signer.key")
+}

@@ -80,8 +80,9 @@ type ControlPlane struct {
 	// Metrics holds the control plane's own metrics (the identity service's counters).
 	Metrics *prometheus.Registry
 
-	cancel context.CancelFunc
-	done   chan error
+	identity *identity.Server
+	cancel   context.CancelFunc
+	done     chan error
 }
 
 // IdentityServerName is the name the identity service's certificate carries in tests.
@@ -109,14 +110,15 @@ func StartControlPlane(cfg *rest.Config) (*ControlPlane, error) {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	if _, err := identity.AddToManager(mgr, identity.Options{
+	srv, err := identity.AddToManager(mgr, identity.Options{
 		Namespace: SystemNamespace, ServiceAccount: "skein-controller", Listener: lis, Metrics: reg,
 		DNSNames: []string{IdentityServerName},
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, errors.Join(err, lis.Close())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cp := &ControlPlane{Manager: mgr, IdentityAddr: lis.Addr().String(), Metrics: reg, cancel: cancel, done: make(chan error, 1)}
+	cp := &ControlPlane{Manager: mgr, IdentityAddr: lis.Addr().String(), Metrics: reg, identity: srv, cancel: cancel, done: make(chan error, 1)}
 	go func() { cp.done <- mgr.Start(ctx) }()
 	syncCtx, cancelSync := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSync()
@@ -126,6 +128,9 @@ func StartControlPlane(cfg *rest.Config) (*ControlPlane, error) {
 	}
 	return cp, nil
 }
+
+// Issuer is the issuer the identity service signs with now.
+func (cp *ControlPlane) Issuer() *identity.Issuer { return cp.identity.Service.CA.Issuer() }
 
 // Stop stops the control plane and returns the error it stopped with, if any.
 func (cp *ControlPlane) Stop() error {
