@@ -55,7 +55,7 @@ var _ = Describe("The identity service", func() {
 		leaf := cert.Leaf
 		Expect(leaf.URIs).To(HaveLen(1))
 		Expect(leaf.URIs[0].String()).To(Equal("spiffe://cluster.local/ns/shop/sa/web"))
-		Expect(leaf.NotAfter.Sub(leaf.NotBefore)).To(Equal(24*time.Hour + 20*time.Second), "24h from the MeshConfig, backdated by the 20s clock skew allowance")
+		Expect(leaf.NotAfter.Sub(leaf.NotBefore)).To(Equal(24*time.Hour+20*time.Second), "24h from the MeshConfig, backdated by the 20s clock skew allowance")
 		Expect(leaf.NotAfter).To(BeTemporally("~", time.Now().Add(24*time.Hour), 5*time.Second))
 
 		inter := x509.NewCertPool()
