@@ -20,8 +20,8 @@ import (
 // MaxRequestBytes bounds a Certify request: a token and a CSR fit in a few kilobytes.
 const MaxRequestBytes = 16 << 10
 
-// minRSABits is the smallest RSA key signed; ECDSA P-256 is what proxies send.
-const minRSABits = 2048
+// minRSABits and maxRSABits bound the RSA keys signed; ECDSA P-256 is what proxies send.
+const minRSABits, maxRSABits = 2048, 4096
 
 // checkedRequest is a Certify request that passed every check that needs no API call.
 type checkedRequest struct {
@@ -49,11 +49,12 @@ func checkRequest(req *pb.CertifyRequest, trustDomain string) (*checkedRequest, 
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "certificate_signing_request: malformed: %v", err)
 	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "certificate_signing_request: bad signature: %v", err)
-	}
+	// The key is checked before the signature, whose cost it decides.
 	if err := checkKey(csr.PublicKey); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "certificate_signing_request: %v", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "certificate_signing_request: bad signature: %v", err)
 	}
 	if len(csr.URIs) != 1 || csr.URIs[0].String() != id.String() || len(csr.DNSNames)+len(csr.IPAddresses)+len(csr.EmailAddresses) > 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "certificate_signing_request: its only subject alternative name must be the URI %s, not %s", id, sansOf(csr))
@@ -61,7 +62,7 @@ func checkRequest(req *pb.CertifyRequest, trustDomain string) (*checkedRequest, 
 	return &checkedRequest{id: id, token: string(req.GetToken()), key: csr.PublicKey}, nil
 }
 
-// checkKey accepts ECDSA on P-256 or P-384, Ed25519 and RSA of at least 2048 bits.
+// checkKey accepts ECDSA on P-256 or P-384, Ed25519 and RSA of 2048 to 4096 bits.
 func checkKey(pub crypto.PublicKey) error {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
@@ -72,6 +73,9 @@ func checkKey(pub crypto.PublicKey) error {
 	case *rsa.PublicKey:
 		if k.N.BitLen() < minRSABits {
 			return fmt.Errorf("RSA key of %d bits is too weak; use at least %d bits, or ECDSA P-256", k.N.BitLen(), minRSABits)
+		}
+		if k.N.BitLen() > maxRSABits {
+			return fmt.Errorf("RSA key of %d bits is larger than the %d accepted; use ECDSA P-256", k.N.BitLen(), maxRSABits)
 		}
 	default:
 		return fmt.Errorf("key type %T is not accepted; use ECDSA P-256", pub)
