@@ -6,7 +6,9 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/skeinmesh/skein/internal/localcluster"
@@ -23,6 +25,11 @@ var _ = Describe("config/default", func() {
 		deploy := &appsv1.Deployment{}
 		Expect(cluster.Client.Get(ctx, client.ObjectKey{Namespace: "skein-system", Name: "skein-controller"}, deploy)).To(Succeed())
 		Expect(deploy.Spec.Template.Spec.ServiceAccountName).To(Equal("skein-controller"))
+
+		svc := &corev1.Service{}
+		Expect(cluster.Client.Get(ctx, client.ObjectKey{Namespace: "skein-system", Name: "skein-identity"}, svc)).To(Succeed())
+		Expect(labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(deploy.Spec.Template.Labels))).To(BeTrue(), "the identity Service selects the control plane's pods")
+		Expect(svc.Spec.Ports[0].TargetPort.StrVal).To(Equal("identity"))
 
 		binding := &rbacv1.ClusterRoleBinding{}
 		Expect(cluster.Client.Get(ctx, client.ObjectKey{Name: "skein-manager-rolebinding"}, binding)).To(Succeed())
