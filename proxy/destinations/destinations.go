@@ -1,0 +1,158 @@
+// Package destinations is what the proxy knows of where traffic may go: services, by authority and by
+// virtual address, and their endpoints with the identity each must present. A Source provides it: a
+// static file now, the control plane over xDS later.
+package destinations
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Endpoint is one address that serves a service.
+type Endpoint struct {
+	// Addr is the endpoint's address and port.
+	Addr netip.AddrPort `json:"addr"`
+	// Identity is the SPIFFE ID its proxy presents; empty for an endpoint without a proxy, which is
+	// reached in plain text.
+	Identity string `json:"identity,omitempty"`
+}
+
+// Service is a destination reached through its endpoints.
+type Service struct {
+	// Authority is host:port, as clients name the service in HTTP requests.
+	Authority string `json:"authority"`
+	// Addrs are the service's virtual addresses (ClusterIPs with the port).
+	Addrs []netip.AddrPort `json:"addrs,omitempty"`
+	// Opaque services are carried as TCP, without protocol detection.
+	Opaque bool `json:"opaque,omitempty"`
+	// Endpoints serve the service.
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Snapshot is a consistent view of the destinations; it is never changed once published.
+type Snapshot struct {
+	Services []Service `json:"services"`
+
+	byAuthority map[string]*Service
+	byAddr      map[netip.AddrPort]*Service
+	endpoints   map[netip.AddrPort]Endpoint
+}
+
+// NewSnapshot indexes services.
+func NewSnapshot(services []Service) (*Snapshot, error) {
+	s := &Snapshot{Services: services, byAuthority: map[string]*Service{}, byAddr: map[netip.AddrPort]*Service{}, endpoints: map[netip.AddrPort]Endpoint{}}
+	for i := range s.Services {
+		svc := &s.Services[i]
+		if !strings.Contains(svc.Authority, ":") {
+			return nil, fmt.Errorf("service %q: authority must be host:port", svc.Authority)
+		}
+		s.byAuthority[strings.ToLower(svc.Authority)] = svc
+		for _, a := range svc.Addrs {
+			s.byAddr[a] = svc
+		}
+		for _, e := range svc.Endpoints {
+			if !e.Addr.IsValid() {
+				return nil, fmt.Errorf("service %q: an endpoint has no address", svc.Authority)
+			}
+			s.endpoints[e.Addr] = e
+		}
+	}
+	return s, nil
+}
+
+// ByAuthority finds a service by the host:port a request names.
+func (s *Snapshot) ByAuthority(authority string) *Service {
+	return s.byAuthority[strings.ToLower(authority)]
+}
+
+// ByAddr finds a service by one of its virtual addresses.
+func (s *Snapshot) ByAddr(a netip.AddrPort) *Service { return s.byAddr[a] }
+
+// Endpoint finds what is known of an endpoint address: its identity, for a client that dials a pod directly.
+func (s *Snapshot) Endpoint(a netip.AddrPort) (Endpoint, bool) {
+	e, ok := s.endpoints[a]
+	return e, ok
+}
+
+// Source provides the current snapshot.
+type Source interface {
+	Snapshot() *Snapshot
+}
+
+// Static is a Source that never changes.
+type Static struct{ snap *Snapshot }
+
+// NewStatic returns a Source of one snapshot.
+func NewStatic(s *Snapshot) *Static { return &Static{snap: s} }
+
+// Snapshot returns the snapshot.
+func (s *Static) Snapshot() *Snapshot { return s.snap }
+
+// File is a Source read from a JSON file ({"services": [...]}) and read again when it changes. A file
+// that cannot be read or parsed leaves the last good snapshot in force.
+type File struct {
+	path    string
+	current atomic.Pointer[Snapshot]
+	modTime time.Time
+	// OnError is told about a file that could not be used.
+	OnError func(error)
+}
+
+// NewFile reads path once; it must be valid.
+func NewFile(path string) (*File, error) {
+	f := &File{path: path, OnError: func(error) {}}
+	if err := f.reload(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Snapshot returns the last good snapshot.
+func (f *File) Snapshot() *Snapshot { return f.current.Load() }
+
+// Watch re-reads the file every interval when its modification time changed, until stop is closed.
+func (f *File) Watch(interval time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if fi, err := os.Stat(f.path); err == nil && !fi.ModTime().Equal(f.modTime) {
+				if err := f.reload(); err != nil {
+					f.OnError(err)
+				}
+			}
+		}
+	}
+}
+
+func (f *File) reload() error {
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(f.path)
+	if err != nil {
+		return err
+	}
+	var doc struct {
+		Services []Service `json:"services"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("destinations file %s: %w", f.path, err)
+	}
+	snap, err := NewSnapshot(doc.Services)
+	if err != nil {
+		return fmt.Errorf("destinations file %s: %w", f.path, err)
+	}
+	f.current.Store(snap)
+	f.modTime = fi.ModTime()
+	return nil
+}

@@ -1,0 +1,165 @@
+// Package inbound is the proxy's server side: it terminates mTLS from peer proxies on the inbound port,
+// where iptables redirects every connection to the pod, and forwards each to the application on
+// localhost at the port the peer dialled. A peer without a certificate from the trust bundle is refused.
+package inbound
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/skeinmesh/skein/proxy/mtls"
+	"github.com/skeinmesh/skein/proxy/splice"
+)
+
+// Headers between proxies and to the application.
+const (
+	// OrigProtoHeader tells the inbound proxy that a request was HTTP/1 at the client, so that it is
+	// sent to the application as HTTP/1 again.
+	OrigProtoHeader = "Skein-Orig-Proto"
+	// ClientIDHeader tells the application the verified identity of the calling workload.
+	ClientIDHeader = "Skein-Client-Id"
+)
+
+// Proxy serves the inbound port.
+type Proxy struct {
+	TLS         *tls.Config
+	OriginalDst func(net.Conn) (netip.AddrPort, error)
+	// Port is the inbound port itself: a connection addressed to it is not forwarded anywhere.
+	Port uint16
+	// AppHost is where the application listens, normally 127.0.0.1.
+	AppHost string
+	Log     *slog.Logger
+
+	HandshakeTimeout time.Duration
+
+	once  sync.Once
+	h2    *http2.Server
+	http1 *http.Transport
+	h2c   *http2.Transport
+	wg    sync.WaitGroup
+}
+
+func (p *Proxy) init() {
+	p.once.Do(func() {
+		p.h2 = &http2.Server{}
+		p.http1 = &http.Transport{MaxIdleConnsPerHost: 100, IdleConnTimeout: 90 * time.Second}
+		p.h2c = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}}
+		if p.HandshakeTimeout == 0 {
+			p.HandshakeTimeout = 10 * time.Second
+		}
+	})
+}
+
+// Serve accepts connections until the listener is closed.
+func (p *Proxy) Serve(lis net.Listener) error {
+	p.init()
+	for {
+		conn, err := lis.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.handle(conn)
+		}()
+	}
+}
+
+// Drain waits for the connections under way to finish, up to ctx; HTTP/2 connections are told to go away.
+func (p *Proxy) Drain(ctx context.Context) {
+	p.init()
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+func (p *Proxy) handle(conn net.Conn) {
+	defer conn.Close()
+	dst, err := p.OriginalDst(conn)
+	if err != nil || dst.Port() == p.Port {
+		// Not redirected by iptables: a client that dialled the inbound port itself has nowhere to go.
+		p.Log.Debug("Refusing a connection with no original destination", "peer", conn.RemoteAddr(), "err", err)
+		return
+	}
+	tc := tls.Server(conn, p.TLS)
+	ctx, cancel := context.WithTimeout(context.Background(), p.HandshakeTimeout)
+	err = tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		p.Log.Debug("Refusing a connection that failed mTLS", "peer", conn.RemoteAddr(), "err", err)
+		return
+	}
+	state := tc.ConnectionState()
+	peer := mtls.PeerIdentity(state)
+	app := net.JoinHostPort(p.AppHost, strconv.Itoa(int(dst.Port())))
+	switch state.NegotiatedProtocol {
+	case mtls.ProtoHTTP2:
+		p.h2.ServeConn(tc, &http2.ServeConnOpts{Handler: p.httpHandler(app, peer)})
+	default:
+		up, err := net.DialTimeout("tcp", app, 5*time.Second)
+		if err != nil {
+			p.Log.Info("Application unreachable", "app", app, "err", err)
+			return
+		}
+		splice.Both(tc, up)
+	}
+}
+
+// httpHandler forwards requests to the application in the protocol the client spoke.
+func (p *Proxy) httpHandler(app, peer string) http.Handler {
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.Out.URL.Scheme, r.Out.URL.Host = "http", app
+			r.Out.Host = r.In.Host
+			r.Out.Header.Del(OrigProtoHeader)
+			r.Out.Header.Set(ClientIDHeader, peer)
+		},
+		Transport: roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			if wasHTTP1(req) {
+				return p.http1.RoundTrip(req)
+			}
+			return p.h2c.RoundTrip(req)
+		}),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			p.Log.Info("Application request failed", "app", app, "err", err)
+			http.Error(w, fmt.Sprintf("skein-proxy: the application at %s did not answer: %v", app, err), http.StatusBadGateway)
+		},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := context.WithValue(r.Context(), http1Key{}, r.Header.Get(OrigProtoHeader) != "")
+		rp.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+type http1Key struct{}
+
+func wasHTTP1(req *http.Request) bool {
+	v, _ := req.Context().Value(http1Key{}).(bool)
+	return v
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

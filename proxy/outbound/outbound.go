@@ -1,0 +1,272 @@
+// Package outbound is the proxy's client side: iptables redirects the application's outgoing
+// connections to the outbound port; the proxy reads where each was going, detects its protocol, and
+// carries it to an endpoint, with mTLS when the endpoint has a proxy. HTTP is routed per request.
+package outbound
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/skeinmesh/skein/proxy/destinations"
+	"github.com/skeinmesh/skein/proxy/detect"
+	"github.com/skeinmesh/skein/proxy/inbound"
+	"github.com/skeinmesh/skein/proxy/mtls"
+	"github.com/skeinmesh/skein/proxy/splice"
+)
+
+// Proxy serves the outbound port.
+type Proxy struct {
+	Destinations destinations.Source
+	Certs        mtls.Certificates
+	Roots        *x509.CertPool
+	OriginalDst  func(net.Conn) (netip.AddrPort, error)
+	Log          *slog.Logger
+
+	// DetectTimeout is how long a client may stay silent before its connection is taken as opaque.
+	DetectTimeout time.Duration
+	// ConnectTimeout bounds connecting to an endpoint.
+	ConnectTimeout time.Duration
+
+	once       sync.Once
+	h2         *http2.Server
+	mu         sync.Mutex
+	transports map[transportKey]http.RoundTripper
+	load       sync.Map // netip.AddrPort -> *atomic.Int64, requests in flight
+	wg         sync.WaitGroup
+}
+
+type transportKey struct {
+	addr     netip.AddrPort
+	identity string
+	h2c      bool
+}
+
+func (p *Proxy) init() {
+	p.once.Do(func() {
+		p.h2 = &http2.Server{}
+		p.transports = map[transportKey]http.RoundTripper{}
+		if p.DetectTimeout == 0 {
+			p.DetectTimeout = time.Second
+		}
+		if p.ConnectTimeout == 0 {
+			p.ConnectTimeout = 5 * time.Second
+		}
+	})
+}
+
+// Serve accepts redirected connections until the listener is closed.
+func (p *Proxy) Serve(lis net.Listener) error {
+	p.init()
+	for {
+		conn, err := lis.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.handle(conn)
+		}()
+	}
+}
+
+// Drain waits for the connections under way to finish, up to ctx.
+func (p *Proxy) Drain(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+func (p *Proxy) handle(conn net.Conn) {
+	defer conn.Close()
+	dst, err := p.OriginalDst(conn)
+	if err != nil {
+		p.Log.Info("Dropping a connection with no original destination", "peer", conn.RemoteAddr(), "err", err)
+		return
+	}
+	snap := p.Destinations.Snapshot()
+	if svc := snap.ByAddr(dst); svc != nil && svc.Opaque {
+		p.opaque(conn, dst, snap)
+		return
+	}
+	proto, conn, err := detect.Detect(conn, p.DetectTimeout)
+	if err != nil && proto == detect.Opaque {
+		return
+	}
+	switch proto {
+	case detect.HTTP1:
+		srv := &http.Server{Handler: p.router(dst), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+		_ = srv.Serve(&oneConnListener{conn: conn})
+	case detect.HTTP2:
+		p.h2.ServeConn(conn, &http2.ServeConnOpts{Handler: p.router(dst)})
+	default:
+		p.opaque(conn, dst, snap)
+	}
+}
+
+// opaque carries a TCP stream to one endpoint.
+func (p *Proxy) opaque(conn net.Conn, dst netip.AddrPort, snap *destinations.Snapshot) {
+	ep := p.pick(dst, "", snap)
+	up, err := p.dial(context.Background(), ep, mtls.ProtoOpaque)
+	if err != nil {
+		p.Log.Info("Endpoint unreachable", "endpoint", ep.Addr, "err", err)
+		return
+	}
+	splice.Both(conn, up)
+}
+
+// dial connects to an endpoint: mTLS when it has an identity, plain TCP otherwise.
+func (p *Proxy) dial(ctx context.Context, ep destinations.Endpoint, alpn string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: p.ConnectTimeout}
+	if ep.Identity == "" {
+		return d.DialContext(ctx, "tcp", ep.Addr.String())
+	}
+	td := &tls.Dialer{NetDialer: d, Config: mtls.Client(p.Certs, p.Roots, ep.Identity, alpn)}
+	return td.DialContext(ctx, "tcp", ep.Addr.String())
+}
+
+// pick chooses an endpoint for a connection or request: the service's, by the power of two choices
+// over requests in flight, or the original destination itself when it is no known service.
+func (p *Proxy) pick(dst netip.AddrPort, authority string, snap *destinations.Snapshot) destinations.Endpoint {
+	svc := snap.ByAuthority(authority)
+	if svc == nil {
+		svc = snap.ByAddr(dst)
+	}
+	if svc == nil || len(svc.Endpoints) == 0 {
+		if ep, ok := snap.Endpoint(dst); ok {
+			return ep
+		}
+		return destinations.Endpoint{Addr: dst}
+	}
+	eps := svc.Endpoints
+	a := eps[rand.IntN(len(eps))]
+	if len(eps) == 1 {
+		return a
+	}
+	b := eps[rand.IntN(len(eps))]
+	if p.inFlight(b.Addr).Load() < p.inFlight(a.Addr).Load() {
+		return b
+	}
+	return a
+}
+
+func (p *Proxy) inFlight(a netip.AddrPort) *atomic.Int64 {
+	v, _ := p.load.LoadOrStore(a, new(atomic.Int64))
+	return v.(*atomic.Int64)
+}
+
+// router routes each request by its authority to an endpoint.
+func (p *Proxy) router(dst netip.AddrPort) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ep := p.pick(dst, r.Host, p.Destinations.Snapshot())
+		n := p.inFlight(ep.Addr)
+		n.Add(1)
+		defer n.Add(-1)
+		rp := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.Out.URL.Scheme, pr.Out.URL.Host = "http", ep.Addr.String()
+				pr.Out.Host = pr.In.Host
+				pr.Out.Header.Del(inbound.ClientIDHeader)
+				if ep.Identity != "" && pr.In.ProtoMajor == 1 {
+					pr.Out.Header.Set(inbound.OrigProtoHeader, "HTTP/1")
+				}
+			},
+			Transport: p.transport(ep, r.ProtoMajor == 2),
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				p.Log.Info("Request failed", "endpoint", ep.Addr, "err", err)
+				http.Error(w, fmt.Sprintf("skein-proxy: %s unreachable: %v", ep.Addr, err), http.StatusBadGateway)
+			},
+		}
+		rp.ServeHTTP(w, r)
+	})
+}
+
+// transport is the client for an endpoint, kept so that connections are reused: HTTP/2 over mTLS
+// to a proxy (every request multiplexed on one connection), else what the client spoke.
+func (p *Proxy) transport(ep destinations.Endpoint, h2 bool) http.RoundTripper {
+	key := transportKey{addr: ep.Addr, identity: ep.Identity, h2c: h2}
+	if ep.Identity != "" {
+		key.h2c = false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.transports[key]; ok {
+		return t
+	}
+	var t http.RoundTripper
+	switch {
+	case ep.Identity != "":
+		// The request URL says http; the connection underneath is mTLS, made by dial.
+		t = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+			return p.dial(ctx, ep, mtls.ProtoHTTP2)
+		}}
+	case h2:
+		t = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+			return p.dial(ctx, ep, "")
+		}}
+	default:
+		t = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return p.dial(ctx, ep, "") },
+			MaxIdleConnsPerHost: 100, IdleConnTimeout: 90 * time.Second}
+	}
+	p.transports[key] = t
+	return t
+}
+
+// oneConnListener serves one connection to an http.Server.
+type oneConnListener struct {
+	conn net.Conn
+	done bool
+	mu   sync.Mutex
+	wait chan struct{}
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if l.done {
+		l.mu.Unlock()
+		if l.wait == nil {
+			return nil, net.ErrClosed
+		}
+		<-l.wait
+		return nil, net.ErrClosed
+	}
+	l.done = true
+	l.wait = make(chan struct{})
+	l.mu.Unlock()
+	return &notifyConn{Conn: l.conn, closed: l.wait}, nil
+}
+
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
+
+// notifyConn tells the listener when the served connection closes, so that Serve returns then.
+type notifyConn struct {
+	net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (c *notifyConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}

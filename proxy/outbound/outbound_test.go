@@ -1,0 +1,168 @@
+package outbound_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/skeinmesh/skein/proxy/destinations"
+	"github.com/skeinmesh/skein/proxy/inbound"
+	"github.com/skeinmesh/skein/proxy/internal/testpki"
+	"github.com/skeinmesh/skein/proxy/mtls"
+	"github.com/skeinmesh/skein/proxy/outbound"
+)
+
+const (
+	clientID = "spiffe://cluster.local/ns/shop/sa/client"
+	serverID = "spiffe://cluster.local/ns/shop/sa/server"
+)
+
+func listen(t *testing.T) net.Listener {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func addrOf(l net.Listener) netip.AddrPort { return netip.MustParseAddrPort(l.Addr().String()) }
+
+// pair runs a client-side and a server-side proxy on loopback, wired as iptables would wire them:
+// the outbound proxy takes every connection as bound for the server's endpoint, and the inbound
+// proxy takes every connection as bound for the application's port.
+func pair(t *testing.T, app netip.AddrPort) (outboundAddr string, inboundAddr netip.AddrPort) {
+	pki := testpki.New(t)
+	clientCert, serverCert := pki.Workload(t, clientID), pki.Workload(t, serverID)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	inLis := listen(t)
+	in := &inbound.Proxy{
+		TLS:         mtls.Server(func() *tls.Certificate { return serverCert }, pki.Roots, mtls.ProtoHTTP2, mtls.ProtoOpaque),
+		OriginalDst: func(net.Conn) (netip.AddrPort, error) { return app, nil },
+		Port:        4143, AppHost: "127.0.0.1", Log: log,
+	}
+	go in.Serve(inLis)
+
+	endpoint := addrOf(inLis)
+	snap, err := destinations.NewSnapshot([]destinations.Service{{
+		Authority: "server.shop.svc.cluster.local:80",
+		Endpoints: []destinations.Endpoint{{Addr: endpoint, Identity: serverID}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outLis := listen(t)
+	out := &outbound.Proxy{
+		Destinations: destinations.NewStatic(snap), Certs: func() *tls.Certificate { return clientCert }, Roots: pki.Roots,
+		OriginalDst: func(net.Conn) (netip.AddrPort, error) { return endpoint, nil }, Log: log, DetectTimeout: 200 * time.Millisecond,
+	}
+	go out.Serve(outLis)
+	return outLis.Addr().String(), endpoint
+}
+
+// echoApp answers HTTP with what it saw: protocol, host, path and the client's identity.
+func echoApp(t *testing.T) netip.AddrPort {
+	l := listen(t)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s %s from %s", r.Proto, r.Host, r.URL.Path, r.Header.Get(inbound.ClientIDHeader))
+	})
+	go (&http.Server{Handler: h2cHandler(h)}).Serve(l)
+	return addrOf(l)
+}
+
+func TestHTTP1ThroughTwoProxies(t *testing.T) {
+	out, _ := pair(t, echoApp(t))
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", out)
+	}}}
+	for i := range 3 {
+		resp, err := c.Get("http://server.shop.svc.cluster.local/hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := "HTTP/1.1 server.shop.svc.cluster.local /hello from " + clientID
+		if resp.StatusCode != 200 || string(body) != want {
+			t.Fatalf("request %d: %d %q, want 200 %q", i, resp.StatusCode, body, want)
+		}
+	}
+}
+
+func TestHTTP2PriorKnowledgeThroughTwoProxies(t *testing.T) {
+	out, _ := pair(t, echoApp(t))
+	c := &http.Client{Transport: &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", out)
+	}}}
+	resp, err := c.Get("http://server.shop.svc.cluster.local/grpc.Service/Method")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	want := "HTTP/2.0 server.shop.svc.cluster.local /grpc.Service/Method from " + clientID
+	if string(body) != want {
+		t.Fatalf("got %q, want %q", body, want)
+	}
+}
+
+func TestOpaqueTCPThroughTwoProxies(t *testing.T) {
+	l := listen(t)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { // a server that speaks first, then echoes lines
+				defer c.Close()
+				fmt.Fprintln(c, "hello from the server")
+				s := bufio.NewScanner(c)
+				for s.Scan() {
+					fmt.Fprintln(c, "echo:", s.Text())
+				}
+			}()
+		}
+	}()
+	out, _ := pair(t, addrOf(l))
+	conn, err := net.Dial("tcp", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
+	if err != nil || line != "hello from the server\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	fmt.Fprintln(conn, "ping")
+	if line, _ = r.ReadString('\n'); line != "echo: ping\n" {
+		t.Fatalf("got %q", line)
+	}
+}
+
+func TestInboundRefusesAPlainClient(t *testing.T) {
+	_, inboundAddr := pair(t, echoApp(t))
+	conn, err := net.Dial("tcp", inboundAddr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(conn)
+	if strings.Contains(string(b), "HTTP/1.1 200") {
+		t.Fatalf("a plain client got an answer: %q", b)
+	}
+}
