@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/skeinmesh/skein/proxy/metrics"
 	"github.com/skeinmesh/skein/proxy/mtls"
 	"github.com/skeinmesh/skein/proxy/splice"
 )
@@ -41,6 +42,7 @@ type Proxy struct {
 	// AppHost is where the application listens, normally 127.0.0.1.
 	AppHost string
 	Log     *slog.Logger
+	Metrics *metrics.Proxy
 
 	HandshakeTimeout time.Duration
 
@@ -114,16 +116,18 @@ func (p *Proxy) handle(conn net.Conn) {
 	state := tc.ConnectionState()
 	peer := mtls.PeerIdentity(state)
 	app := net.JoinHostPort(p.AppHost, strconv.Itoa(int(dst.Port())))
+	counted, done := p.Metrics.TCPOpen(metrics.Inbound, true, tc)
+	defer done()
 	switch state.NegotiatedProtocol {
 	case mtls.ProtoHTTP2:
-		p.h2.ServeConn(tc, &http2.ServeConnOpts{Handler: p.httpHandler(app, peer)})
+		p.h2.ServeConn(counted, &http2.ServeConnOpts{Handler: p.Metrics.HTTP(metrics.Inbound, p.httpHandler(app, peer))})
 	default:
 		up, err := net.DialTimeout("tcp", app, 5*time.Second)
 		if err != nil {
 			p.Log.Info("Application unreachable", "app", app, "err", err)
 			return
 		}
-		splice.Both(tc, up)
+		splice.Both(counted, up)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/detect"
 	"github.com/skeinmesh/skein/proxy/inbound"
+	"github.com/skeinmesh/skein/proxy/metrics"
 	"github.com/skeinmesh/skein/proxy/mtls"
 	"github.com/skeinmesh/skein/proxy/splice"
 )
@@ -35,6 +36,7 @@ type Proxy struct {
 	Roots        *x509.CertPool
 	OriginalDst  func(net.Conn) (netip.AddrPort, error)
 	Log          *slog.Logger
+	Metrics      *metrics.Proxy
 
 	// DetectTimeout is how long a client may stay silent before its connection is taken as opaque.
 	DetectTimeout time.Duration
@@ -104,6 +106,8 @@ func (p *Proxy) handle(conn net.Conn) {
 		p.Log.Info("Dropping a connection with no original destination", "peer", conn.RemoteAddr(), "err", err)
 		return
 	}
+	conn, done := p.Metrics.TCPOpen(metrics.Outbound, false, conn)
+	defer done()
 	snap := p.Destinations.Snapshot()
 	if svc := snap.ByAddr(dst); svc != nil && svc.Opaque {
 		p.opaque(conn, dst, snap)
@@ -115,10 +119,10 @@ func (p *Proxy) handle(conn net.Conn) {
 	}
 	switch proto {
 	case detect.HTTP1:
-		srv := &http.Server{Handler: p.router(dst), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+		srv := &http.Server{Handler: p.Metrics.HTTP(metrics.Outbound, p.router(dst)), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 		_ = srv.Serve(&oneConnListener{conn: conn})
 	case detect.HTTP2:
-		p.h2.ServeConn(conn, &http2.ServeConnOpts{Handler: p.router(dst)})
+		p.h2.ServeConn(conn, &http2.ServeConnOpts{Handler: p.Metrics.HTTP(metrics.Outbound, p.router(dst))})
 	default:
 		p.opaque(conn, dst, snap)
 	}

@@ -14,11 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/net/http2"
 
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/inbound"
 	"github.com/skeinmesh/skein/proxy/internal/testpki"
+	"github.com/skeinmesh/skein/proxy/metrics"
 	"github.com/skeinmesh/skein/proxy/mtls"
 	"github.com/skeinmesh/skein/proxy/outbound"
 )
@@ -43,6 +46,13 @@ func addrOf(l net.Listener) netip.AddrPort { return netip.MustParseAddrPort(l.Ad
 // the outbound proxy takes every connection as bound for the server's endpoint, and the inbound
 // proxy takes every connection as bound for the application's port.
 func pair(t *testing.T, app netip.AddrPort) (outboundAddr string, inboundAddr netip.AddrPort) {
+	out, in, _ := pairWithMetrics(t, app)
+	return out, in
+}
+
+func pairWithMetrics(t *testing.T, app netip.AddrPort) (outboundAddr string, inboundAddr netip.AddrPort, reg *prometheus.Registry) {
+	reg = prometheus.NewRegistry()
+	m := metrics.New(reg, 100)
 	pki := testpki.New(t)
 	clientCert, serverCert := pki.Workload(t, clientID), pki.Workload(t, serverID)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -51,7 +61,7 @@ func pair(t *testing.T, app netip.AddrPort) (outboundAddr string, inboundAddr ne
 	in := &inbound.Proxy{
 		TLS:         mtls.Server(func() *tls.Certificate { return serverCert }, pki.Roots, mtls.ProtoHTTP2, mtls.ProtoOpaque),
 		OriginalDst: func(net.Conn) (netip.AddrPort, error) { return app, nil },
-		Port:        4143, AppHost: "127.0.0.1", Log: log,
+		Port:        4143, AppHost: "127.0.0.1", Log: log, Metrics: m,
 	}
 	go in.Serve(inLis)
 
@@ -67,9 +77,10 @@ func pair(t *testing.T, app netip.AddrPort) (outboundAddr string, inboundAddr ne
 	out := &outbound.Proxy{
 		Destinations: destinations.NewStatic(snap), Certs: func() *tls.Certificate { return clientCert }, Roots: pki.Roots,
 		OriginalDst: func(net.Conn) (netip.AddrPort, error) { return endpoint, nil }, Log: log, DetectTimeout: 200 * time.Millisecond,
+		Metrics: m,
 	}
 	go out.Serve(outLis)
-	return outLis.Addr().String(), endpoint
+	return outLis.Addr().String(), endpoint, reg
 }
 
 // echoApp answers HTTP with what it saw: protocol, host, path and the client's identity.
@@ -83,7 +94,7 @@ func echoApp(t *testing.T) netip.AddrPort {
 }
 
 func TestHTTP1ThroughTwoProxies(t *testing.T) {
-	out, _ := pair(t, echoApp(t))
+	out, _, reg := pairWithMetrics(t, echoApp(t))
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "tcp", out)
 	}}}
@@ -98,6 +109,15 @@ func TestHTTP1ThroughTwoProxies(t *testing.T) {
 		if resp.StatusCode != 200 || string(body) != want {
 			t.Fatalf("request %d: %d %q, want 200 %q", i, resp.StatusCode, body, want)
 		}
+	}
+	expected := `
+# HELP request_total HTTP requests received.
+# TYPE request_total counter
+request_total{authority="server.shop.svc.cluster.local",direction="inbound"} 3
+request_total{authority="server.shop.svc.cluster.local",direction="outbound"} 3
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(expected), "request_total"); err != nil {
+		t.Error(err)
 	}
 }
 
