@@ -29,6 +29,9 @@ import (
 	"github.com/skeinmesh/skein/proxy/splice"
 )
 
+// maxHeaderBytes bounds an HTTP/1 request's headers; larger ones are answered 431.
+const maxHeaderBytes = 64 << 10
+
 // Proxy serves the outbound port.
 type Proxy struct {
 	Destinations destinations.Source
@@ -42,6 +45,8 @@ type Proxy struct {
 	DetectTimeout time.Duration
 	// ConnectTimeout bounds connecting to an endpoint.
 	ConnectTimeout time.Duration
+	// HeaderTimeout bounds reading an HTTP/1 request's headers, against slow clients.
+	HeaderTimeout time.Duration
 
 	once       sync.Once
 	h2         *http2.Server
@@ -66,6 +71,9 @@ func (p *Proxy) init() {
 		}
 		if p.ConnectTimeout == 0 {
 			p.ConnectTimeout = 5 * time.Second
+		}
+		if p.HeaderTimeout == 0 {
+			p.HeaderTimeout = 10 * time.Second
 		}
 	})
 }
@@ -119,7 +127,7 @@ func (p *Proxy) handle(conn net.Conn) {
 	}
 	switch proto {
 	case detect.HTTP1:
-		srv := &http.Server{Handler: p.Metrics.HTTP(metrics.Outbound, p.router(dst)), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+		srv := &http.Server{Handler: p.Metrics.HTTP(metrics.Outbound, p.router(dst)), ReadHeaderTimeout: p.HeaderTimeout, MaxHeaderBytes: maxHeaderBytes}
 		_ = srv.Serve(&oneConnListener{conn: conn})
 	case detect.HTTP2:
 		p.h2.ServeConn(conn, &http2.ServeConnOpts{Handler: p.Metrics.HTTP(metrics.Outbound, p.router(dst))})
