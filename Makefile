@@ -48,6 +48,8 @@ FUZZ_TIME ?= 10s
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZ_TIME.
 	go test -run='^$$' -fuzz='^FuzzCertify$$' -fuzztime=$(FUZZ_TIME) ./internal/identity/
+	go test -run='^$$' -fuzz='^FuzzClassify$$' -fuzztime=$(FUZZ_TIME) ./proxy/detect/
+	go test -run='^$$' -fuzz='^FuzzOutbound$$' -fuzztime=$(FUZZ_TIME) ./proxy/outbound/
 
 ##@ Benchmarks
 
