@@ -39,8 +39,18 @@ vet: ## Vet the Go code and check its formatting.
 test-bins: ## Build kube-apiserver, etcd and kubectl into bin/k8s/<version>, reusing what is there.
 	hack/build-test-bins.sh $(K8S_BIN)
 
+.PHONY: test-deps
+test-deps: ## Install the Debian packages the tests use (iptables, iproute2, util-linux's setpriv) that are missing.
+	@missing=(); \
+	  command -v iptables-restore >/dev/null || [[ -x /usr/sbin/iptables-restore ]] || missing+=(iptables); \
+	  command -v ip >/dev/null || [[ -x /usr/sbin/ip ]] || [[ -x /sbin/ip ]] || missing+=(iproute2); \
+	  command -v setpriv >/dev/null || missing+=(util-linux); \
+	  if (( $${#missing[@]} )); then \
+	    echo "Installing $${missing[*]}"; apt-get update -qq && apt-get install -y -qq "$${missing[@]}"; \
+	  fi
+
 .PHONY: test
-test: test-bins vet ## Run every test against the real API server, then the fuzz targets briefly.
+test: test-deps test-bins vet ## Run every test against the real API server, then the fuzz targets briefly.
 	go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) fuzz
 

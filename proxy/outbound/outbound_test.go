@@ -78,7 +78,7 @@ func pairWithMetrics(t *testing.T, app netip.AddrPort) (outboundAddr string, inb
 		Destinations: destinations.NewStatic(snap), Certs: func() *tls.Certificate { return clientCert }, Roots: pki.Roots,
 		OriginalDst: func(net.Conn) (netip.AddrPort, error) { return endpoint, nil }, Log: log, DetectTimeout: 200 * time.Millisecond,
 		HeaderTimeout: 500 * time.Millisecond,
-		Metrics: m,
+		Metrics:       m,
 	}
 	go out.Serve(outLis)
 	return outLis.Addr().String(), endpoint, reg

@@ -89,8 +89,9 @@ type ControlPlane struct {
 const IdentityServerName = "skein-identity." + SystemNamespace + ".svc"
 
 // StartControlPlane runs every reconciler and the identity service against the API server at cfg
-// until Stop. The control plane's namespace is SystemNamespace.
-func StartControlPlane(cfg *rest.Config) (*ControlPlane, error) {
+// until Stop. The control plane's namespace is SystemNamespace. The identity service listens on
+// 127.0.0.1, or on identityHost when given (a bridge address that pods in network namespaces reach).
+func StartControlPlane(cfg *rest.Config, identityHost ...string) (*ControlPlane, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme.New(),
 		Cache:                  controllers.CacheOptions(SystemNamespace),
@@ -105,7 +106,11 @@ func StartControlPlane(cfg *rest.Config) (*ControlPlane, error) {
 	if err := controllers.Setup(mgr, SystemNamespace); err != nil {
 		return nil, err
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	host := "127.0.0.1"
+	if len(identityHost) > 0 {
+		host = identityHost[0]
+	}
+	lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return nil, err
 	}

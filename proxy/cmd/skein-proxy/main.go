@@ -1,0 +1,182 @@
+// Command skein-proxy is Skein's data plane: one per pod, as a sidecar, or per host outside
+// Kubernetes. It gets its workload certificate from the identity service, carries the application's
+// outgoing traffic to its destinations with mTLS, and terminates mTLS for incoming traffic.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/skeinmesh/skein/internal/identityclient"
+	"github.com/skeinmesh/skein/proxy/admin"
+	"github.com/skeinmesh/skein/proxy/destinations"
+	"github.com/skeinmesh/skein/proxy/inbound"
+	"github.com/skeinmesh/skein/proxy/metrics"
+	"github.com/skeinmesh/skein/proxy/mtls"
+	"github.com/skeinmesh/skein/proxy/origdst"
+	"github.com/skeinmesh/skein/proxy/outbound"
+)
+
+// config is read from the environment, as the injector sets it, with flags for running by hand.
+type config struct {
+	identityAddr, identityServerName, identity, tokenPath, trustAnchors string
+	destinationsFile                                                    string
+	inboundPort, outboundPort, adminPort, maxAuthorities                int
+	drainTimeout, detectTimeout                                         time.Duration
+	logLevel                                                            string
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.identityAddr, "identity-addr", os.Getenv("SKEIN_IDENTITY_ADDR"), "host:port of the identity service")
+	flag.StringVar(&c.identityServerName, "identity-server-name", envOr("SKEIN_IDENTITY_SERVER_NAME", "skein-identity.skein-system.svc"), "Name the identity service's certificate carries")
+	flag.StringVar(&c.identity, "identity", os.Getenv("SKEIN_IDENTITY"), "This workload's SPIFFE ID")
+	flag.StringVar(&c.tokenPath, "token-path", envOr("SKEIN_TOKEN_PATH", "/var/run/secrets/mesh.skein.dev/serviceaccount/token"), "The projected ServiceAccount token")
+	flag.StringVar(&c.trustAnchors, "trust-anchors", os.Getenv("SKEIN_TRUST_ANCHORS"), "PEM trust anchors (or @file)")
+	flag.StringVar(&c.destinationsFile, "destinations-file", os.Getenv("SKEIN_DESTINATIONS_FILE"), "A static destinations file (JSON), used until xDS")
+	flag.IntVar(&c.inboundPort, "inbound-port", envInt("SKEIN_INBOUND_PORT", 4143), "Port of redirected inbound traffic")
+	flag.IntVar(&c.outboundPort, "outbound-port", envInt("SKEIN_OUTBOUND_PORT", 4140), "Port of redirected outbound traffic")
+	flag.IntVar(&c.adminPort, "admin-port", envInt("SKEIN_ADMIN_PORT", 4191), "Port of /metrics, /ready, /live and /shutdown")
+	flag.IntVar(&c.maxAuthorities, "max-authorities", envInt("SKEIN_MAX_AUTHORITIES", 100), "Distinct authority label values kept in metrics; more are counted as \"other\"")
+	flag.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "How long in-flight work may take after SIGTERM")
+	flag.DurationVar(&c.detectTimeout, "detect-timeout", time.Second, "How long a silent client may take before its connection is opaque")
+	flag.StringVar(&c.logLevel, "log-level", envOr("SKEIN_LOG_LEVEL", "info"), "error, warn, info or debug")
+	flag.Parse()
+	if err := run(c); err != nil {
+		fmt.Fprintln(os.Stderr, "skein-proxy:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c config) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	anchors, err := readPEM(c.trustAnchors)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(anchors) {
+		return errors.New("--trust-anchors: no PEM certificate found")
+	}
+	var dests destinations.Source
+	if c.destinationsFile != "" {
+		f, err := destinations.NewFile(c.destinationsFile)
+		if err != nil {
+			return err
+		}
+		f.OnError = func(err error) { log.Warn("Keeping the last good destinations", "err", err) }
+		go f.Watch(time.Second, make(chan struct{}))
+		dests = f
+	} else {
+		snap, _ := destinations.NewSnapshot(nil)
+		dests = destinations.NewStatic(snap)
+	}
+
+	ic, err := identityclient.New(identityclient.Config{
+		Addr: c.identityAddr, ServerName: c.identityServerName, TrustAnchors: anchors, Identity: c.identity, TokenPath: c.tokenPath,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() { _ = ic.Run(ctx) }()
+	certs := func() *tls.Certificate { return ic.Certificate() }
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "identity_cert_expiration_timestamp_seconds", Help: "When the proxy's workload certificate expires.",
+	}, func() float64 {
+		if cert := ic.Certificate(); cert != nil {
+			return float64(cert.Leaf.NotAfter.Unix())
+		}
+		return 0
+	}))
+
+	m := metrics.New(reg, c.maxAuthorities)
+	in := &inbound.Proxy{TLS: mtls.Server(certs, roots, mtls.ProtoHTTP2, mtls.ProtoOpaque), OriginalDst: originalDst,
+		Port: uint16(c.inboundPort), AppHost: "127.0.0.1", Log: log, Metrics: m}
+	out := &outbound.Proxy{Destinations: dests, Certs: certs, Roots: roots, OriginalDst: originalDst, Log: log,
+		DetectTimeout: c.detectTimeout, Metrics: m}
+
+	inLis, err := net.Listen("tcp", ":"+strconv.Itoa(c.inboundPort))
+	if err != nil {
+		return err
+	}
+	outLis, err := net.Listen("tcp", ":"+strconv.Itoa(c.outboundPort))
+	if err != nil {
+		return err
+	}
+	var draining atomic.Bool
+	adm := &admin.Server{Metrics: reg, Shutdown: stop, Ready: func() bool { return ic.Certificate() != nil && !draining.Load() }}
+	adminSrv := &http.Server{Addr: ":" + strconv.Itoa(c.adminPort), Handler: adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = adminSrv.ListenAndServe() }()
+	go func() { _ = in.Serve(inLis) }()
+	go func() { _ = out.Serve(outLis) }()
+	log.Info("Serving", "identity", c.identity, "inbound", c.inboundPort, "outbound", c.outboundPort, "admin", c.adminPort)
+
+	<-ctx.Done()
+	// Drain: not ready any more, no new connections, in-flight work finishes, then exit.
+	log.Info("Draining")
+	draining.Store(true)
+	inLis.Close()
+	outLis.Close()
+	drainCtx, cancel := context.WithTimeout(context.Background(), c.drainTimeout)
+	defer cancel()
+	in.Drain(drainCtx)
+	out.Drain(drainCtx)
+	_ = adminSrv.Shutdown(drainCtx)
+	return nil
+}
+
+// originalDst is where a redirected connection was going.
+func originalDst(c net.Conn) (netip.AddrPort, error) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("not a TCP connection: %T", c)
+	}
+	return origdst.OriginalDst(tc)
+}
+
+func readPEM(v string) ([]byte, error) {
+	if len(v) > 0 && v[0] == '@' {
+		return os.ReadFile(v[1:])
+	}
+	return []byte(v), nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}

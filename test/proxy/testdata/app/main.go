@@ -1,0 +1,129 @@
+// Command app is the workload of the proxy tests: a server that tells what it saw, and a client that
+// calls it over HTTP/1.1, HTTP/2 with prior knowledge, gRPC's wire format and raw TCP.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+)
+
+func main() {
+	mode := flag.String("mode", "serve", "serve, or a client: http1, h2, grpc, tcp")
+	addr := flag.String("addr", ":8080", "serve: the HTTP address; client: host:port to call")
+	tcpAddr := flag.String("tcp-addr", ":9000", "serve: the TCP echo address")
+	body := flag.String("body", "", "client: a marker to send")
+	flag.Parse()
+	var err error
+	switch *mode {
+	case "serve":
+		err = serve(*addr, *tcpAddr)
+	case "http1", "h2", "grpc":
+		err = callHTTP(*mode, *addr, *body)
+	case "tcp":
+		err = callTCP(*addr, *body)
+	default:
+		err = fmt.Errorf("unknown mode %q", *mode)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "app:", err)
+		os.Exit(1)
+	}
+}
+
+// serve answers HTTP (1.1 and h2c) with "<proto> <path> <client identity> <body>" and echoes TCP lines.
+func serve(httpAddr, tcpAddr string) error {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Header.Get("Content-Type") == "application/grpc" {
+			w.Header().Set("Content-Type", "application/grpc")
+			w.Header().Set("Trailer", "Grpc-Status")
+			w.Write(b) // a gRPC message frame, echoed
+			w.Header().Set("Grpc-Status", "0")
+			return
+		}
+		fmt.Fprintf(w, "%s %s %s %s", r.Proto, r.URL.Path, r.Header.Get("Skein-Client-Id"), b)
+	})
+	l, err := net.Listen("tcp", tcpAddr)
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				s := bufio.NewScanner(c)
+				for s.Scan() {
+					fmt.Fprintln(c, "echo:", s.Text())
+				}
+			}()
+		}
+	}()
+	return http.ListenAndServe(httpAddr, h2c.NewHandler(h, &http2.Server{}))
+}
+
+func callHTTP(mode, addr, body string) error {
+	var rt http.RoundTripper = &http.Transport{}
+	if mode != "http1" {
+		rt = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, a)
+		}}
+	}
+	req, err := http.NewRequest("POST", "http://"+addr+"/"+mode, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if mode == "grpc" {
+		msg := append([]byte{0, 0, 0, 0, byte(len(body))}, body...) // one uncompressed gRPC message
+		req, _ = http.NewRequest("POST", "http://"+addr+"/test.Echo/Echo", strings.NewReader(string(msg)))
+		req.Header.Set("Content-Type", "application/grpc")
+		req.Header.Set("TE", "trailers")
+	}
+	c := &http.Client{Transport: rt, Timeout: 10 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if mode == "grpc" {
+		fmt.Printf("%d grpc-status=%s %q\n", resp.StatusCode, resp.Trailer.Get("Grpc-Status"), b[min(5, len(b)):])
+		return nil
+	}
+	fmt.Printf("%d %s\n", resp.StatusCode, b)
+	return nil
+}
+
+func callTCP(addr, body string) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintln(c, body)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	fmt.Print(line)
+	return nil
+}
