@@ -48,6 +48,7 @@ type Proxy struct {
 
 	once  sync.Once
 	h2    *http2.Server
+	base  *http.Server // tracks the HTTP/2 connections, so that Drain can send them GOAWAY
 	http1 *http.Transport
 	h2c   *http2.Transport
 	wg    sync.WaitGroup
@@ -56,6 +57,8 @@ type Proxy struct {
 func (p *Proxy) init() {
 	p.once.Do(func() {
 		p.h2 = &http2.Server{}
+		p.base = &http.Server{}
+		_ = http2.ConfigureServer(p.base, p.h2)
 		p.http1 = &http.Transport{MaxIdleConnsPerHost: 100, IdleConnTimeout: 90 * time.Second}
 		p.h2c = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 			var d net.Dialer
@@ -86,9 +89,11 @@ func (p *Proxy) Serve(lis net.Listener) error {
 	}
 }
 
-// Drain waits for the connections under way to finish, up to ctx; HTTP/2 connections are told to go away.
+// Drain tells HTTP/2 connections to go away once their requests are done, and waits for the
+// connections under way to finish, up to ctx. The listener must be closed first.
 func (p *Proxy) Drain(ctx context.Context) {
 	p.init()
+	_ = p.base.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
 	select {
@@ -120,7 +125,7 @@ func (p *Proxy) handle(conn net.Conn) {
 	defer done()
 	switch state.NegotiatedProtocol {
 	case mtls.ProtoHTTP2:
-		p.h2.ServeConn(counted, &http2.ServeConnOpts{Handler: p.Metrics.HTTP(metrics.Inbound, p.httpHandler(app, peer))})
+		p.h2.ServeConn(counted, &http2.ServeConnOpts{BaseConfig: p.base, Handler: p.Metrics.HTTP(metrics.Inbound, p.httpHandler(app, peer))})
 	default:
 		up, err := net.DialTimeout("tcp", app, 5*time.Second)
 		if err != nil {

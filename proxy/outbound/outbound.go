@@ -10,13 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -50,9 +48,11 @@ type Proxy struct {
 
 	once       sync.Once
 	h2         *http2.Server
+	base       *http.Server // tracks the HTTP/2 client connections, for Drain
+	http1      map[*http.Server]struct{}
 	mu         sync.Mutex
 	transports map[transportKey]http.RoundTripper
-	load       sync.Map // netip.AddrPort -> *atomic.Int64, requests in flight
+	balancer   balancer
 	wg         sync.WaitGroup
 }
 
@@ -65,6 +65,9 @@ type transportKey struct {
 func (p *Proxy) init() {
 	p.once.Do(func() {
 		p.h2 = &http2.Server{}
+		p.base = &http.Server{}
+		_ = http2.ConfigureServer(p.base, p.h2)
+		p.http1 = map[*http.Server]struct{}{}
 		p.transports = map[transportKey]http.RoundTripper{}
 		if p.DetectTimeout == 0 {
 			p.DetectTimeout = time.Second
@@ -97,8 +100,20 @@ func (p *Proxy) Serve(lis net.Listener) error {
 	}
 }
 
-// Drain waits for the connections under way to finish, up to ctx.
+// Drain lets the requests under way finish, closing each client connection once it is idle (HTTP/2
+// clients are told to go away), and waits for the connections to end, up to ctx. The listener must
+// be closed first.
 func (p *Proxy) Drain(ctx context.Context) {
+	p.init()
+	p.mu.Lock()
+	servers := []*http.Server{p.base}
+	for s := range p.http1 {
+		servers = append(servers, s)
+	}
+	p.mu.Unlock()
+	for _, s := range servers {
+		go s.Shutdown(ctx)
+	}
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
 	select {
@@ -128,23 +143,37 @@ func (p *Proxy) handle(conn net.Conn) {
 	switch proto {
 	case detect.HTTP1:
 		srv := &http.Server{Handler: p.Metrics.HTTP(metrics.Outbound, p.router(dst)), ReadHeaderTimeout: p.HeaderTimeout, MaxHeaderBytes: maxHeaderBytes}
+		p.mu.Lock()
+		p.http1[srv] = struct{}{}
+		p.mu.Unlock()
 		_ = srv.Serve(&oneConnListener{conn: conn})
+		p.mu.Lock()
+		delete(p.http1, srv)
+		p.mu.Unlock()
 	case detect.HTTP2:
-		p.h2.ServeConn(conn, &http2.ServeConnOpts{Handler: p.Metrics.HTTP(metrics.Outbound, p.router(dst))})
+		p.h2.ServeConn(conn, &http2.ServeConnOpts{BaseConfig: p.base, Handler: p.Metrics.HTTP(metrics.Outbound, p.router(dst))})
 	default:
 		p.opaque(conn, dst, snap)
 	}
 }
 
-// opaque carries a TCP stream to one endpoint.
+// maxAttempts bounds the endpoints tried for one connection or request.
+const maxAttempts = 3
+
+// opaque carries a TCP stream to one endpoint, trying another when one cannot be reached.
 func (p *Proxy) opaque(conn net.Conn, dst netip.AddrPort, snap *destinations.Snapshot) {
-	ep := p.pick(dst, "", snap)
-	up, err := p.dial(context.Background(), ep, mtls.ProtoOpaque)
-	if err != nil {
+	eps := p.endpoints(dst, "", snap)
+	avoid := map[netip.AddrPort]bool{}
+	for range maxAttempts {
+		ep := p.balancer.pick(eps, avoid)
+		up, err := p.dial(context.Background(), ep, mtls.ProtoOpaque)
+		if err == nil {
+			splice.Both(conn, up)
+			return
+		}
 		p.Log.Info("Endpoint unreachable", "endpoint", ep.Addr, "err", err)
-		return
+		avoid[ep.Addr] = true
 	}
-	splice.Both(conn, up)
 }
 
 // dial connects to an endpoint: mTLS when it has an identity, plain TCP otherwise.
@@ -157,60 +186,91 @@ func (p *Proxy) dial(ctx context.Context, ep destinations.Endpoint, alpn string)
 	return td.DialContext(ctx, "tcp", ep.Addr.String())
 }
 
-// pick chooses an endpoint for a connection or request: the service's, by the power of two choices
-// over requests in flight, or the original destination itself when it is no known service.
-func (p *Proxy) pick(dst netip.AddrPort, authority string, snap *destinations.Snapshot) destinations.Endpoint {
+// endpoints are the candidates for traffic to dst (and, for HTTP, authority): the service's
+// endpoints, or the original destination itself when it is no known service.
+func (p *Proxy) endpoints(dst netip.AddrPort, authority string, snap *destinations.Snapshot) []destinations.Endpoint {
 	svc := snap.ByAuthority(authority)
 	if svc == nil {
 		svc = snap.ByAddr(dst)
 	}
-	if svc == nil || len(svc.Endpoints) == 0 {
-		if ep, ok := snap.Endpoint(dst); ok {
-			return ep
-		}
-		return destinations.Endpoint{Addr: dst}
+	if svc != nil && len(svc.Endpoints) > 0 {
+		return svc.Endpoints
 	}
-	eps := svc.Endpoints
-	a := eps[rand.IntN(len(eps))]
-	if len(eps) == 1 {
-		return a
+	if ep, ok := snap.Endpoint(dst); ok {
+		return []destinations.Endpoint{ep}
 	}
-	b := eps[rand.IntN(len(eps))]
-	if p.inFlight(b.Addr).Load() < p.inFlight(a.Addr).Load() {
-		return b
-	}
-	return a
+	return []destinations.Endpoint{{Addr: dst}}
 }
 
-func (p *Proxy) inFlight(a netip.AddrPort) *atomic.Int64 {
-	v, _ := p.load.LoadOrStore(a, new(atomic.Int64))
-	return v.(*atomic.Int64)
-}
-
-// router routes each request by its authority to an endpoint.
+// router forwards the requests of one client connection, each to the endpoint the balancer picks.
 func (p *Proxy) router(dst netip.AddrPort) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ep := p.pick(dst, r.Host, p.Destinations.Snapshot())
-		n := p.inFlight(ep.Addr)
-		n.Add(1)
-		defer n.Add(-1)
-		rp := &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.Out.URL.Scheme, pr.Out.URL.Host = "http", ep.Addr.String()
-				pr.Out.Host = pr.In.Host
-				pr.Out.Header.Del(inbound.ClientIDHeader)
-				if ep.Identity != "" && pr.In.ProtoMajor == 1 {
-					pr.Out.Header.Set(inbound.OrigProtoHeader, "HTTP/1")
-				}
-			},
-			Transport: p.transport(ep, r.ProtoMajor == 2),
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				p.Log.Info("Request failed", "endpoint", ep.Addr, "err", err)
-				http.Error(w, fmt.Sprintf("skein-proxy: %s unreachable: %v", ep.Addr, err), http.StatusBadGateway)
-			},
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", pr.In.Host
+			pr.Out.Host = pr.In.Host
+			pr.Out.Header.Del(inbound.ClientIDHeader)
+			pr.Out.Header.Del(inbound.OrigProtoHeader)
+		},
+		Transport: &routeTransport{p: p, dst: dst},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			p.Log.Info("Request failed", "authority", r.Host, "err", err)
+			http.Error(w, fmt.Sprintf("skein-proxy: no endpoint of %s answered: %v", r.Host, err), http.StatusBadGateway)
+		},
+	}
+}
+
+// routeTransport sends a request to an endpoint, and to another when the first could not take it
+// and retrying is safe: the connection failed before anything was sent, or the request is
+// idempotent and has no body to replay.
+type routeTransport struct {
+	p   *Proxy
+	dst netip.AddrPort
+}
+
+func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	p := rt.p
+	eps := p.endpoints(rt.dst, req.Host, p.Destinations.Snapshot())
+	avoid := map[netip.AddrPort]bool{}
+	var err error
+	for range maxAttempts {
+		ep := p.balancer.pick(eps, avoid)
+		r := req.Clone(req.Context())
+		r.URL.Host = ep.Addr.String()
+		if ep.Identity != "" && req.ProtoMajor == 1 {
+			r.Header.Set(inbound.OrigProtoHeader, "HTTP/1")
 		}
-		rp.ServeHTTP(w, r)
-	})
+		load := p.balancer.load(ep.Addr)
+		load.start()
+		start := time.Now()
+		var resp *http.Response
+		resp, err = p.transport(ep, req.ProtoMajor == 2).RoundTrip(r)
+		if err == nil {
+			load.done(time.Since(start), time.Now())
+			return resp, nil
+		}
+		load.done(penaltyRTT, time.Now())
+		if !retryable(req, err) {
+			break
+		}
+		p.Log.Debug("Retrying on another endpoint", "endpoint", ep.Addr, "err", err)
+		avoid[ep.Addr] = true
+	}
+	return nil, err
+}
+
+func retryable(req *http.Request, err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true // nothing was sent
+	}
+	if req.Context().Err() != nil {
+		return false
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+		return req.Body == nil || req.Body == http.NoBody
+	}
+	return false
 }
 
 // transport is the client for an endpoint, kept so that connections are reused: HTTP/2 over mTLS
