@@ -15,9 +15,9 @@ import (
 // two endpoints at random and sends to the cheaper: power of two choices, which avoids both the herd
 // behaviour of always taking the best and the blindness of random choice.
 const (
-	decayTime   = 10 * time.Second
-	defaultRTT  = 5 * time.Millisecond // the cost of an endpoint not measured yet
-	penaltyRTT  = time.Second          // what a failed attempt counts as
+	decayTime  = 10 * time.Second
+	defaultRTT = 5 * time.Millisecond // the cost of an endpoint not measured yet
+	penaltyRTT = time.Second          // what a failed attempt counts as
 )
 
 type endpointLoad struct {
