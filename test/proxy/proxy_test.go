@@ -13,11 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -108,20 +110,27 @@ func newMesh(t *testing.T) *mesh {
 // pod is a meshed pod: its application serves HTTP on 8080 and TCP on 9000.
 type pod struct {
 	*netns.Pod
-	id    spiffe.ID
-	admin string
+	id         spiffe.ID
+	admin      string
+	app, proxy func() *exec.Cmd
+	appCmd     *exec.Cmd
+	proxyCmd   *exec.Cmd
 }
 
-// addPod runs a pod as ServiceAccount sa in namespace shop, with destinations for its proxy.
+// addPod runs a pod as ServiceAccount name in namespace shop, with destinations for its proxy.
 func (m *mesh) addPod(name string, dests []map[string]any) *pod {
+	return m.addPodAs(name, name, dests)
+}
+
+func (m *mesh) addPodAs(name, serviceAccount string, dests []map[string]any) *pod {
 	t := m.t
 	np, err := m.network.AddPod(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := spiffe.ID{TrustDomain: "cluster.local", Namespace: "shop", ServiceAccount: name}
+	id := spiffe.ID{TrustDomain: "cluster.local", Namespace: "shop", ServiceAccount: serviceAccount}
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: id.Namespace, Name: id.ServiceAccount}}
-	if err := m.k8s.Create(m.ctx, sa); err != nil {
+	if err := m.k8s.Create(m.ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{identity.Audience}, ExpirationSeconds: ptr.To[int64](3600)}}
@@ -131,18 +140,40 @@ func (m *mesh) addPod(name string, dests []map[string]any) *pod {
 	tokenPath := m.file(name+".token", []byte(tr.Status.Token))
 	destPath := m.file(name+".destinations.json", mustJSON(t, map[string]any{"services": dests}))
 
-	m.start(np.Command(m.ctx, m.app, "-mode", "serve", "-addr", ":8080", "-tcp-addr", ":9000"), name+" app")
-	proxy := np.CommandAs(m.ctx, proxyUID, m.proxy,
-		"--identity-addr", m.cp.IdentityAddr, "--identity-server-name", framework.IdentityServerName,
-		"--identity", id.String(), "--token-path", tokenPath, "--trust-anchors", "@"+m.file("anchors.pem", []byte(m.anchors)),
-		"--destinations-file", destPath, "--log-level", "debug")
-	m.start(proxy, name+" proxy")
+	anchors := m.file("anchors.pem", []byte(m.anchors))
+	p := &pod{Pod: np, id: id, admin: fmt.Sprintf("http://%s:4191", np.IP),
+		app: func() *exec.Cmd { return np.Command(m.ctx, m.app, "-mode", "serve", "-addr", ":8080", "-tcp-addr", ":9000") },
+		proxy: func() *exec.Cmd {
+			return np.CommandAs(m.ctx, proxyUID, m.proxy,
+				"--identity-addr", m.cp.IdentityAddr, "--identity-server-name", framework.IdentityServerName,
+				"--identity", id.String(), "--token-path", tokenPath, "--trust-anchors", "@"+anchors,
+				"--destinations-file", destPath, "--log-level", "debug")
+		},
+	}
+	p.appCmd = m.start(p.app(), name+" app")
+	p.proxyCmd = m.start(p.proxy(), name+" proxy")
 	if err := np.ApplyProxyInit(m.ctx, m.proxyInit, iptables.Config{ProxyUID: proxyUID}); err != nil {
 		t.Fatal(err)
 	}
-	p := &pod{Pod: np, id: id, admin: fmt.Sprintf("http://%s:4191", np.IP)}
-	waitFor(t, 30*time.Second, name+"'s proxy to be ready", func() bool { return httpGet(p.admin+"/ready") == "ready\n" })
+	m.waitReady(p)
 	return p
+}
+
+func (m *mesh) waitReady(p *pod) {
+	waitFor(m.t, 30*time.Second, p.Name+"'s proxy to be ready", func() bool { return httpGet(p.admin+"/ready") == "ready\n" })
+}
+
+// restart restarts a pod as a rolling update does: the proxy is told to stop (SIGTERM) and drains,
+// the application is restarted, then the proxy starts again.
+func (m *mesh) restart(p *pod) {
+	t := m.t
+	p.proxyCmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, 30*time.Second, p.Name+"'s proxy to drain and exit", func() bool { return p.proxyCmd.ProcessState != nil })
+	p.appCmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, 10*time.Second, p.Name+"'s app to exit", func() bool { return p.appCmd.ProcessState != nil })
+	p.appCmd = m.start(p.app(), p.Name+" app")
+	p.proxyCmd = m.start(p.proxy(), p.Name+" proxy")
+	m.waitReady(p)
 }
 
 func (m *mesh) file(name string, data []byte) string {
@@ -153,17 +184,21 @@ func (m *mesh) file(name string, data []byte) string {
 	return path
 }
 
-// start runs a long-lived process of a pod, its output in the test log on failure.
-func (m *mesh) start(cmd *exec.Cmd, name string) {
+// start runs a long-lived process of a pod, its output in the test log on failure. Its
+// ProcessState is set once it has exited.
+func (m *mesh) start(cmd *exec.Cmd, name string) *exec.Cmd {
 	out := &prefixWriter{t: m.t, prefix: name + ": "}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		m.t.Fatalf("starting %s: %v", name, err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	m.t.Cleanup(func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-exited
 	})
+	return cmd
 }
 
 // run runs the app as a client in a pod, as uid, and returns what it printed.
@@ -251,6 +286,47 @@ func grepLines(text string, prefixes ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestRollingRestartUnderLoadLosesNothing restarts, one after the other, the two pods behind a
+// service while a client sends requests to it without pause.
+func TestRollingRestartUnderLoadLosesNothing(t *testing.T) {
+	m := newMesh(t)
+	s1 := m.addPodAs("server-1", "server", nil)
+	s2 := m.addPodAs("server-2", "server", nil)
+	const authority = "server.shop.svc.cluster.local:8080"
+	client := m.addPod("client", []map[string]any{{
+		"authority": authority,
+		"endpoints": []map[string]any{
+			{"addr": s1.IP.String() + ":8080", "identity": s1.id.String()},
+			{"addr": s2.IP.String() + ":8080", "identity": s2.id.String()},
+		},
+	}})
+
+	done := make(chan string, 1)
+	loadEnds := time.Now().Add(12 * time.Second)
+	go func() {
+		out, err := m.run(client, 0, "-mode", "load", "-addr", s1.IP.String()+":8080", "-host", authority, "-duration", "12s", "-workers", "4")
+		if err != nil {
+			out += " " + err.Error()
+		}
+		done <- out
+	}()
+	time.Sleep(2 * time.Second)
+	m.restart(s1)
+	m.restart(s2)
+	if time.Now().After(loadEnds) {
+		t.Fatal("the restarts outlasted the load, which then proves nothing")
+	}
+	out := <-done
+	var ok, failed int
+	if _, err := fmt.Sscanf(out, "ok=%d failed=%d", &ok, &failed); err != nil {
+		t.Fatalf("load said %q: %v", out, err)
+	}
+	t.Logf("during the rolling restart: %d requests succeeded, %d failed", ok, failed)
+	if failed != 0 || ok < 100 {
+		t.Errorf("load: %s", out)
+	}
 }
 
 func httpGet(url string) string {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -24,6 +25,9 @@ func main() {
 	addr := flag.String("addr", ":8080", "serve: the HTTP address; client: host:port to call")
 	tcpAddr := flag.String("tcp-addr", ":9000", "serve: the TCP echo address")
 	body := flag.String("body", "", "client: a marker to send")
+	host := flag.String("host", "", "load: the Host header (the service's authority)")
+	duration := flag.Duration("duration", 10*time.Second, "load: how long to send requests")
+	workers := flag.Int("workers", 4, "load: concurrent clients, each with a keep-alive connection")
 	flag.Parse()
 	var err error
 	switch *mode {
@@ -33,6 +37,8 @@ func main() {
 		err = callHTTP(*mode, *addr, *body)
 	case "tcp":
 		err = callTCP(*addr, *body)
+	case "load":
+		err = load(*addr, *host, *duration, *workers)
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
@@ -109,6 +115,50 @@ func callHTTP(mode, addr, body string) error {
 		return nil
 	}
 	fmt.Printf("%d %s\n", resp.StatusCode, b)
+	return nil
+}
+
+// load sends GET requests for duration and prints "ok=<n> failed=<n>" and the first failures.
+func load(addr, host string, duration time.Duration, workers int) error {
+	var mu sync.Mutex
+	ok, failed := 0, 0
+	var failures []string
+	deadline := time.Now().Add(duration)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 10 * time.Second}
+			for time.Now().Before(deadline) {
+				req, _ := http.NewRequest("GET", "http://"+addr+"/load", nil)
+				req.Host = host
+				resp, err := c.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				mu.Lock()
+				if err != nil {
+					failed++
+					if len(failures) < 5 {
+						failures = append(failures, err.Error())
+					}
+				} else {
+					ok++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("ok=%d failed=%d\n", ok, failed)
+	for _, f := range failures {
+		fmt.Println("failure:", f)
+	}
 	return nil
 }
 
