@@ -142,7 +142,9 @@ func (m *mesh) addPodAs(name, serviceAccount string, dests []map[string]any) *po
 
 	anchors := m.file("anchors.pem", []byte(m.anchors))
 	p := &pod{Pod: np, id: id, admin: fmt.Sprintf("http://%s:4191", np.IP),
-		app: func() *exec.Cmd { return np.Command(m.ctx, m.app, "-mode", "serve", "-addr", ":8080", "-tcp-addr", ":9000") },
+		app: func() *exec.Cmd {
+			return np.Command(m.ctx, m.app, "-mode", "serve", "-addr", ":8080", "-tcp-addr", ":9000")
+		},
 		proxy: func() *exec.Cmd {
 			return np.CommandAs(m.ctx, proxyUID, m.proxy,
 				"--identity-addr", m.cp.IdentityAddr, "--identity-server-name", framework.IdentityServerName,
