@@ -41,6 +41,9 @@ type Proxy struct {
 
 	// DetectTimeout is how long a client may stay silent before its connection is taken as opaque.
 	DetectTimeout time.Duration
+	// OpaquePorts are destination ports carried as TCP without detection: protocols where the
+	// server speaks first would otherwise wait DetectTimeout on every connection.
+	OpaquePorts map[uint16]bool
 	// ConnectTimeout bounds connecting to an endpoint.
 	ConnectTimeout time.Duration
 	// HeaderTimeout bounds reading an HTTP/1 request's headers, against slow clients.
@@ -132,7 +135,7 @@ func (p *Proxy) handle(conn net.Conn) {
 	conn, done := p.Metrics.TCPOpen(metrics.Outbound, false, conn)
 	defer done()
 	snap := p.Destinations.Snapshot()
-	if svc := snap.ByAddr(dst); svc != nil && svc.Opaque {
+	if svc := snap.ByAddr(dst); p.OpaquePorts[dst.Port()] || svc != nil && svc.Opaque {
 		p.opaque(conn, dst, snap)
 		return
 	}

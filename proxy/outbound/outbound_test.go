@@ -51,6 +51,15 @@ func pair(t *testing.T, app netip.AddrPort) (outboundAddr string, inboundAddr ne
 }
 
 func pairWithMetrics(t *testing.T, app netip.AddrPort) (outboundAddr string, inboundAddr netip.AddrPort, reg *prometheus.Registry) {
+	return pairFull(t, app, func(*outbound.Proxy) {})
+}
+
+func pairOpts(t *testing.T, app netip.AddrPort, opts func(*outbound.Proxy)) (outboundAddr string, inboundAddr netip.AddrPort) {
+	out, in, _ := pairFull(t, app, opts)
+	return out, in
+}
+
+func pairFull(t *testing.T, app netip.AddrPort, opts func(*outbound.Proxy)) (outboundAddr string, inboundAddr netip.AddrPort, reg *prometheus.Registry) {
 	reg = prometheus.NewRegistry()
 	m := metrics.New(reg, 100)
 	pki := testpki.New(t)
@@ -80,6 +89,7 @@ func pairWithMetrics(t *testing.T, app netip.AddrPort) (outboundAddr string, inb
 		HeaderTimeout: 500 * time.Millisecond,
 		Metrics:       m,
 	}
+	opts(out)
 	go out.Serve(outLis)
 	return outLis.Addr().String(), endpoint, reg
 }
@@ -170,6 +180,49 @@ func TestOpaqueTCPThroughTwoProxies(t *testing.T) {
 	fmt.Fprintln(conn, "ping")
 	if line, _ = r.ReadString('\n'); line != "echo: ping\n" {
 		t.Fatalf("got %q", line)
+	}
+}
+
+// TestOpaquePortsSkipDetection: on a port configured opaque, a server that speaks first is heard at
+// once rather than after the detection timeout.
+func TestOpaquePortsSkipDetection(t *testing.T) {
+	l := listen(t)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, "220 smtp.example ready")
+			c.Close()
+		}
+	}()
+	for _, tt := range []struct {
+		opaque  bool
+		atLeast time.Duration
+	}{{false, 200 * time.Millisecond}, {true, 0}} {
+		out, _ := pairOpts(t, addrOf(l), func(p *outbound.Proxy) {
+			p.DetectTimeout = 200 * time.Millisecond
+			if tt.opaque {
+				// The port the client dialled, which here is the server proxy's.
+				dst, _ := p.OriginalDst(nil)
+				p.OpaquePorts = map[uint16]bool{dst.Port(): true}
+			}
+		})
+		start := time.Now()
+		conn, err := net.Dial("tcp", out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		waited := time.Since(start)
+		if err != nil || line != "220 smtp.example ready\n" {
+			t.Fatalf("opaque=%v: %q, %v", tt.opaque, line, err)
+		}
+		if waited < tt.atLeast || tt.opaque && waited >= 200*time.Millisecond {
+			t.Errorf("opaque=%v: the greeting took %s", tt.opaque, waited)
+		}
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/skeinmesh/skein/proxy/admin"
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/inbound"
+	"github.com/skeinmesh/skein/proxy/iptables"
 	"github.com/skeinmesh/skein/proxy/metrics"
 	"github.com/skeinmesh/skein/proxy/mtls"
 	"github.com/skeinmesh/skein/proxy/origdst"
@@ -37,7 +38,7 @@ import (
 // config is read from the environment, as the injector sets it, with flags for running by hand.
 type config struct {
 	identityAddr, identityServerName, identity, tokenPath, trustAnchors string
-	destinationsFile                                                    string
+	destinationsFile, opaquePorts                                       string
 	inboundPort, outboundPort, adminPort, maxAuthorities                int
 	drainTimeout, detectTimeout                                         time.Duration
 	logLevel                                                            string
@@ -51,6 +52,7 @@ func main() {
 	flag.StringVar(&c.tokenPath, "token-path", envOr("SKEIN_TOKEN_PATH", "/var/run/secrets/mesh.skein.dev/serviceaccount/token"), "The projected ServiceAccount token")
 	flag.StringVar(&c.trustAnchors, "trust-anchors", os.Getenv("SKEIN_TRUST_ANCHORS"), "PEM trust anchors (or @file)")
 	flag.StringVar(&c.destinationsFile, "destinations-file", os.Getenv("SKEIN_DESTINATIONS_FILE"), "A static destinations file (JSON), used until xDS")
+	flag.StringVar(&c.opaquePorts, "opaque-ports", os.Getenv("SKEIN_OPAQUE_PORTS"), "Destination ports carried as TCP without protocol detection (servers that speak first), e.g. 25,3306,5432-5433")
 	flag.IntVar(&c.inboundPort, "inbound-port", envInt("SKEIN_INBOUND_PORT", 4143), "Port of redirected inbound traffic")
 	flag.IntVar(&c.outboundPort, "outbound-port", envInt("SKEIN_OUTBOUND_PORT", 4140), "Port of redirected outbound traffic")
 	flag.IntVar(&c.adminPort, "admin-port", envInt("SKEIN_ADMIN_PORT", 4191), "Port of /metrics, /ready, /live and /shutdown")
@@ -115,11 +117,19 @@ func run(c config) error {
 		return 0
 	}))
 
+	opaque, err := iptables.ParsePorts(c.opaquePorts)
+	if err != nil {
+		return fmt.Errorf("--opaque-ports: %w", err)
+	}
+	opaquePorts := map[uint16]bool{}
+	for _, port := range opaque {
+		opaquePorts[uint16(port)] = true
+	}
 	m := metrics.New(reg, c.maxAuthorities)
 	in := &inbound.Proxy{TLS: mtls.Server(certs, roots, mtls.ProtoHTTP2, mtls.ProtoOpaque), OriginalDst: originalDst,
 		Port: uint16(c.inboundPort), AppHost: "127.0.0.1", Log: log, Metrics: m}
 	out := &outbound.Proxy{Destinations: dests, Certs: certs, Roots: roots, OriginalDst: originalDst, Log: log,
-		DetectTimeout: c.detectTimeout, Metrics: m}
+		DetectTimeout: c.detectTimeout, OpaquePorts: opaquePorts, Metrics: m}
 
 	inLis, err := net.Listen("tcp", ":"+strconv.Itoa(c.inboundPort))
 	if err != nil {
