@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -48,6 +49,9 @@ type Proxy struct {
 	ConnectTimeout time.Duration
 	// HeaderTimeout bounds reading an HTTP/1 request's headers, against slow clients.
 	HeaderTimeout time.Duration
+	// ResponseTimeout, when set, bounds the wait for a response's headers from an endpoint; the
+	// body may stream for as long as it takes. A request that times out is answered 504.
+	ResponseTimeout time.Duration
 
 	once       sync.Once
 	h2         *http2.Server
@@ -217,7 +221,11 @@ func (p *Proxy) router(dst netip.AddrPort) http.Handler {
 		Transport: &routeTransport{p: p, dst: dst},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			p.Log.Info("Request failed", "authority", r.Host, "err", err)
-			http.Error(w, fmt.Sprintf("skein-proxy: no endpoint of %s answered: %v", r.Host, err), http.StatusBadGateway)
+			status := http.StatusBadGateway
+			if errors.Is(err, errResponseTimeout) {
+				status = http.StatusGatewayTimeout
+			}
+			http.Error(w, fmt.Sprintf("skein-proxy: no endpoint of %s answered: %v", r.Host, err), status)
 		},
 	}
 }
@@ -246,12 +254,15 @@ func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		load.start()
 		start := time.Now()
 		var resp *http.Response
-		resp, err = p.transport(ep, req.ProtoMajor == 2).RoundTrip(r)
+		resp, err = p.roundTrip(ep, r)
 		if err == nil {
 			load.done(time.Since(start), time.Now())
 			return resp, nil
 		}
 		load.done(penaltyRTT, time.Now())
+		if errors.Is(err, errResponseTimeout) {
+			break
+		}
 		if !retryable(req, err) {
 			break
 		}
@@ -259,6 +270,43 @@ func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		avoid[ep.Addr] = true
 	}
 	return nil, err
+}
+
+var errResponseTimeout = errors.New("no response within the response timeout")
+
+// roundTrip sends one attempt, cancelling it if ResponseTimeout passes before the response's headers.
+func (p *Proxy) roundTrip(ep destinations.Endpoint, r *http.Request) (*http.Response, error) {
+	t := p.transport(ep, r.ProtoMajor == 2)
+	if p.ResponseTimeout == 0 {
+		return t.RoundTrip(r)
+	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	timer := time.AfterFunc(p.ResponseTimeout, func() { cancel(errResponseTimeout) })
+	resp, err := t.RoundTrip(r.WithContext(ctx))
+	if !timer.Stop() || err != nil {
+		if err == nil {
+			resp.Body.Close() // too late: the client is answered 504
+		}
+		cancel(nil)
+		if errors.Is(context.Cause(ctx), errResponseTimeout) {
+			return nil, errResponseTimeout
+		}
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancel(nil) }}
+	return resp, nil
+}
+
+// cancelOnClose releases a request's context once its response body is done.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel func()
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 func retryable(req *http.Request, err error) bool {

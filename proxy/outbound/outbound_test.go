@@ -226,6 +226,43 @@ func TestOpaquePortsSkipDetection(t *testing.T) {
 	}
 }
 
+// TestResponseTimeout: an endpoint that does not answer in time gets the client a 504, while one
+// that answers at once may stream its body for longer than the timeout.
+func TestResponseTimeout(t *testing.T) {
+	l := listen(t)
+	go (&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stuck" {
+			time.Sleep(2 * time.Second)
+		}
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		time.Sleep(500 * time.Millisecond)
+		io.WriteString(w, "streamed")
+	})}).Serve(l)
+	out, _ := pairOpts(t, addrOf(l), func(p *outbound.Proxy) { p.ResponseTimeout = 300 * time.Millisecond })
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", out)
+	}}}
+	start := time.Now()
+	resp, err := c.Get("http://server.shop.svc.cluster.local/stuck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout || time.Since(start) > 1500*time.Millisecond {
+		t.Errorf("a stuck endpoint: %d after %s, want 504 after about 300ms", resp.StatusCode, time.Since(start))
+	}
+	resp, err = c.Get("http://server.shop.svc.cluster.local/streams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "streamed" {
+		t.Errorf("a streaming endpoint: %d %q", resp.StatusCode, body)
+	}
+}
+
 func TestInboundRefusesAPlainClient(t *testing.T) {
 	_, inboundAddr := pair(t, echoApp(t))
 	conn, err := net.Dial("tcp", inboundAddr.String())

@@ -40,7 +40,7 @@ type config struct {
 	identityAddr, identityServerName, identity, tokenPath, trustAnchors string
 	destinationsFile, opaquePorts                                       string
 	inboundPort, outboundPort, adminPort, maxAuthorities                int
-	drainTimeout, detectTimeout                                         time.Duration
+	drainTimeout, detectTimeout, responseTimeout                        time.Duration
 	logLevel                                                            string
 }
 
@@ -58,6 +58,7 @@ func main() {
 	flag.IntVar(&c.adminPort, "admin-port", envInt("SKEIN_ADMIN_PORT", 4191), "Port of /metrics, /ready, /live and /shutdown")
 	flag.IntVar(&c.maxAuthorities, "max-authorities", envInt("SKEIN_MAX_AUTHORITIES", 100), "Distinct authority label values kept in metrics; more are counted as \"other\"")
 	flag.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "How long in-flight work may take after SIGTERM")
+	flag.DurationVar(&c.responseTimeout, "response-timeout", 0, "How long an endpoint may take to start answering an HTTP request; 0 waits as long as the client does")
 	flag.DurationVar(&c.detectTimeout, "detect-timeout", time.Second, "How long a silent client may take before its connection is opaque")
 	flag.StringVar(&c.logLevel, "log-level", envOr("SKEIN_LOG_LEVEL", "info"), "error, warn, info or debug")
 	flag.Parse()
@@ -129,7 +130,7 @@ func run(c config) error {
 	in := &inbound.Proxy{TLS: mtls.Server(certs, roots, mtls.ProtoHTTP2, mtls.ProtoOpaque), OriginalDst: originalDst,
 		Port: uint16(c.inboundPort), AppHost: "127.0.0.1", Log: log, Metrics: m}
 	out := &outbound.Proxy{Destinations: dests, Certs: certs, Roots: roots, OriginalDst: originalDst, Log: log,
-		DetectTimeout: c.detectTimeout, OpaquePorts: opaquePorts, Metrics: m}
+		DetectTimeout: c.detectTimeout, OpaquePorts: opaquePorts, ResponseTimeout: c.responseTimeout, Metrics: m}
 
 	inLis, err := net.Listen("tcp", ":"+strconv.Itoa(c.inboundPort))
 	if err != nil {
