@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"testing"
 )
 
 // binDirPrefix starts the names of the directories Build makes in os.TempDir, followed by the
@@ -17,7 +16,7 @@ const binDirPrefix = "skein-netns-bin-"
 const ProxyInitPackage = "github.com/skeinmesh/skein/proxy/cmd/proxy-init"
 
 // BuildProxyInit builds proxy-init for the test and returns its path.
-func BuildProxyInit(t testing.TB) string {
+func BuildProxyInit(t T) string {
 	t.Helper()
 	return Build(t, ProxyInitPackage)
 }
@@ -25,7 +24,7 @@ func BuildProxyInit(t testing.TB) string {
 // Build builds the main package pkg (an import path of this module, or a directory) into a
 // directory that every user can read, since a pod's processes may run as an unprivileged user,
 // and returns the binary's path. The directory is removed when t ends.
-func Build(t testing.TB, pkg string) string {
+func Build(t T, pkg string) string {
 	t.Helper()
 	// t.TempDir is private to root, which would keep a process running as the proxy's user from
 	// executing anything in it.

@@ -29,7 +29,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/skeinmesh/skein/proxy/iptables"
@@ -43,6 +42,17 @@ const (
 	lockFile     = "/run/lock/skein-netns.lock"
 	waitDelay    = 30 * time.Second // how long a killed command may keep its output open
 )
+
+// T is what the harness needs of its caller: a *testing.T, or, for the demo, anything that runs
+// clean-ups at the end and can log and fail.
+type T interface {
+	Helper()
+	Cleanup(func())
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
 
 // Sequence numbers keep names unique within this process; the PID keeps them unique across
 // processes.
@@ -80,13 +90,13 @@ type Network struct {
 	// Subnet is the network's /24.
 	Subnet *net.IPNet
 
-	t        testing.TB
+	t        T
 	mu       sync.Mutex
 	nextHost int
 }
 
 // NewNetwork creates a bridge with a free /24 and removes it when t ends.
-func NewNetwork(t testing.TB, name string) (*Network, error) {
+func NewNetwork(t T, name string) (*Network, error) {
 	t.Helper()
 	if err := Supported(); err != nil {
 		return nil, err
@@ -375,7 +385,7 @@ var (
 )
 
 // removeStale removes the bridges, namespaces and binaries of test processes that are gone.
-func removeStale(t testing.TB) {
+func removeStale(t T) {
 	if names, err := ipOutput("netns", "list"); err == nil {
 		for _, line := range strings.Split(names, "\n") {
 			fields := strings.Fields(line)

@@ -1,56 +1,30 @@
-// Package proxy_test runs meshed pods for real: each pod is a network namespace with proxy-init's
-// iptables rules, an application and skein-proxy, which gets its certificate from the control
-// plane's identity service (over the real API server and cert-manager).
+// Package proxy_test runs meshed pods for real (see test/localmesh): network namespaces with
+// proxy-init's iptables rules, the workload and skein-proxy, certified by the control plane's
+// identity service over the real API server and cert-manager.
 package proxy_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"net/netip"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
-	"github.com/skeinmesh/skein/internal/identity"
-	"github.com/skeinmesh/skein/internal/spiffe"
-	"github.com/skeinmesh/skein/proxy/iptables"
+	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/test/framework"
+	"github.com/skeinmesh/skein/test/localmesh"
 	"github.com/skeinmesh/skein/test/netns"
 )
 
-// proxyUID is the user the proxies run as, exempt from the outbound redirect.
-const proxyUID = 2102
-
-// mesh is a control plane with meshed pods on one network.
-type mesh struct {
-	t         *testing.T
-	ctx       context.Context
-	k8s       client.Client
-	cp        *framework.ControlPlane
-	network   *netns.Network
-	anchors   string
-	dir       string // world-readable: the proxies run as proxyUID
-	proxy     string
-	app       string
-	proxyInit string
-}
-
-func newMesh(t *testing.T) *mesh {
+// newMesh starts a control plane whose identity service the pods of a new network reach.
+func newMesh(t *testing.T) *localmesh.Mesh {
 	if err := netns.Supported(); err != nil {
 		t.Fatal(err)
 	}
@@ -88,163 +62,57 @@ func newMesh(t *testing.T) *mesh {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.TrustBundleName}, bundle); err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "skein-mesh-")
+	m, err := localmesh.New(ctx, t, localmesh.Options{
+		Client: k8s, Network: network, IdentityAddr: cp.IdentityAddr, IdentityServerName: framework.IdentityServerName,
+		TrustAnchors: bundle.Data[meshv1.TrustBundleKey],
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}); err != nil {
-		t.Fatal(err)
-	}
-	return &mesh{
-		t: t, ctx: ctx, k8s: k8s, cp: cp, network: network, anchors: bundle.Data[meshv1.TrustBundleKey], dir: dir,
-		proxy:     netns.Build(t, "github.com/skeinmesh/skein/proxy/cmd/skein-proxy"),
-		app:       netns.Build(t, "github.com/skeinmesh/skein/test/proxy/testdata/app"),
-		proxyInit: netns.BuildProxyInit(t),
-	}
+	return m
 }
 
-// pod is a meshed pod: its application serves HTTP on 8080 and TCP on 9000.
-type pod struct {
-	*netns.Pod
-	id         spiffe.ID
-	admin      string
-	app, proxy func() *exec.Cmd
-	appCmd     *exec.Cmd
-	proxyCmd   *exec.Cmd
-}
-
-// addPod runs a pod as ServiceAccount name in namespace shop, with destinations for its proxy.
-func (m *mesh) addPod(name string, dests []map[string]any) *pod {
-	return m.addPodAs(name, name, dests)
-}
-
-func (m *mesh) addPodAs(name, serviceAccount string, dests []map[string]any) *pod {
-	t := m.t
-	np, err := m.network.AddPod(name)
+func addPod(t *testing.T, m *localmesh.Mesh, name, serviceAccount string, dests ...destinations.Service) *localmesh.Pod {
+	p, err := m.AddPod(name, "shop", serviceAccount, dests)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := spiffe.ID{TrustDomain: "cluster.local", Namespace: "shop", ServiceAccount: serviceAccount}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: id.Namespace, Name: id.ServiceAccount}}
-	if err := m.k8s.Create(m.ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{identity.Audience}, ExpirationSeconds: ptr.To[int64](3600)}}
-	if err := m.k8s.SubResource("token").Create(m.ctx, sa, tr); err != nil {
-		t.Fatal(err)
-	}
-	tokenPath := m.file(name+".token", []byte(tr.Status.Token))
-	destPath := m.file(name+".destinations.json", mustJSON(t, map[string]any{"services": dests}))
-
-	anchors := m.file("anchors.pem", []byte(m.anchors))
-	p := &pod{Pod: np, id: id, admin: fmt.Sprintf("http://%s:4191", np.IP),
-		app: func() *exec.Cmd {
-			return np.Command(m.ctx, m.app, "-mode", "serve", "-addr", ":8080", "-tcp-addr", ":9000")
-		},
-		proxy: func() *exec.Cmd {
-			return np.CommandAs(m.ctx, proxyUID, m.proxy,
-				"--identity-addr", m.cp.IdentityAddr, "--identity-server-name", framework.IdentityServerName,
-				"--identity", id.String(), "--token-path", tokenPath, "--trust-anchors", "@"+anchors,
-				"--destinations-file", destPath, "--log-level", "debug")
-		},
-	}
-	p.appCmd = m.start(p.app(), name+" app")
-	p.proxyCmd = m.start(p.proxy(), name+" proxy")
-	if err := np.ApplyProxyInit(m.ctx, m.proxyInit, iptables.Config{ProxyUID: proxyUID}); err != nil {
-		t.Fatal(err)
-	}
-	m.waitReady(p)
 	return p
 }
 
-func (m *mesh) waitReady(p *pod) {
-	waitFor(m.t, 30*time.Second, p.Name+"'s proxy to be ready", func() bool { return httpGet(p.admin+"/ready") == "ready\n" })
-}
-
-// restart restarts a pod as a rolling update does: the proxy is told to stop (SIGTERM) and drains,
-// the application is restarted, then the proxy starts again.
-func (m *mesh) restart(p *pod) {
-	t := m.t
-	p.proxyCmd.Process.Signal(syscall.SIGTERM)
-	waitFor(t, 30*time.Second, p.Name+"'s proxy to drain and exit", func() bool { return p.proxyCmd.ProcessState != nil })
-	p.appCmd.Process.Signal(syscall.SIGTERM)
-	waitFor(t, 10*time.Second, p.Name+"'s app to exit", func() bool { return p.appCmd.ProcessState != nil })
-	p.appCmd = m.start(p.app(), p.Name+" app")
-	p.proxyCmd = m.start(p.proxy(), p.Name+" proxy")
-	m.waitReady(p)
-}
-
-func (m *mesh) file(name string, data []byte) string {
-	path := filepath.Join(m.dir, name)
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		m.t.Fatal(err)
-	}
-	return path
-}
-
-// start runs a long-lived process of a pod, its output in the test log on failure. Its
-// ProcessState is set once it has exited.
-func (m *mesh) start(cmd *exec.Cmd, name string) *exec.Cmd {
-	out := &prefixWriter{t: m.t, prefix: name + ": "}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		m.t.Fatalf("starting %s: %v", name, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	m.t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	return cmd
-}
-
-// run runs the app as a client in a pod, as uid, and returns what it printed.
-func (m *mesh) run(p *pod, uid int, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(m.ctx, 20*time.Second)
-	defer cancel()
-	var cmd *exec.Cmd
-	if uid == 0 {
-		cmd = p.Command(ctx, m.app, args...)
-	} else {
-		cmd = p.CommandAs(ctx, uid, m.app, args...)
-	}
-	out, err := cmd.CombinedOutput()
-	return strings.TrimSpace(string(out)), err
+func endpoint(p *localmesh.Pod, port uint16) destinations.Endpoint {
+	addr, _ := netip.AddrFromSlice(p.IP.To4())
+	return destinations.Endpoint{Addr: netip.AddrPortFrom(addr, port), Identity: p.ID.String()}
 }
 
 func TestMeshedPodsTalkOverMTLS(t *testing.T) {
 	m := newMesh(t)
-	capture := startCapture(t, m.network.Bridge)
-	server := m.addPod("server", nil)
+	capture := startCapture(t, m.Network.Bridge)
+	server := addPod(t, m, "server", "server")
 	b := server.IP.String()
-	client := m.addPod("client", []map[string]any{{
-		"authority": "server.shop.svc.cluster.local:8080",
-		"endpoints": []map[string]any{{"addr": b + ":8080", "identity": server.id.String()}, {"addr": b + ":9000", "identity": server.id.String()}},
-	}})
+	client := addPod(t, m, "client", "client", destinations.Service{
+		Authority: "server.shop.svc.cluster.local:8080",
+		Endpoints: []destinations.Endpoint{endpoint(server, 8080), endpoint(server, 9000)},
+	})
 
 	const marker = "skein-plaintext-marker-7f3a"
 	tests := []struct {
 		mode, addr, want string
 	}{
-		{"http1", b + ":8080", fmt.Sprintf("200 HTTP/1.1 /http1 %s %s", client.id, marker)},
-		{"h2", b + ":8080", fmt.Sprintf("200 HTTP/2.0 /h2 %s %s", client.id, marker)},
+		{"http1", b + ":8080", fmt.Sprintf("200 HTTP/1.1 /http1 %s %s", client.ID, marker)},
+		{"h2", b + ":8080", fmt.Sprintf("200 HTTP/2.0 /h2 %s %s", client.ID, marker)},
 		{"grpc", b + ":8080", fmt.Sprintf("200 grpc-status=0 %q", marker)},
 		{"tcp", b + ":9000", "echo: " + marker},
 	}
 	for _, tt := range tests {
-		got, err := m.run(client, 0, "-mode", tt.mode, "-addr", tt.addr, "-body", marker)
+		got, err := client.Run(0, "-mode", tt.mode, "-addr", tt.addr, "-body", marker)
 		if err != nil || got != tt.want {
 			t.Errorf("%s client in pod A: %q, %v; want %q", tt.mode, got, err, tt.want)
 		}
 	}
 
 	t.Run("the server's proxy saw the client's identity over mTLS", func(t *testing.T) {
-		metrics := httpGet(server.admin + "/metrics")
+		metrics := localmesh.Get(server.Admin + "/metrics")
 		for _, want := range []string{
 			`request_total{authority="` + b + `:8080",direction="inbound"} 3`,
 			// The three HTTP requests (HTTP/1, HTTP/2, gRPC) share one multiplexed HTTP/2
@@ -259,7 +127,7 @@ func TestMeshedPodsTalkOverMTLS(t *testing.T) {
 
 	t.Run("a plain client is refused by the server's inbound port", func(t *testing.T) {
 		// As the proxy's user, the client's own proxy lets the call go out unproxied.
-		got, err := m.run(client, proxyUID, "-mode", "http1", "-addr", b+":8080", "-body", "plain")
+		got, err := client.Run(localmesh.ProxyUID, "-mode", "http1", "-addr", b+":8080", "-body", "plain")
 		if err == nil || strings.HasPrefix(got, "200") {
 			t.Errorf("a plain client got %q", got)
 		}
@@ -273,50 +141,37 @@ func TestMeshedPodsTalkOverMTLS(t *testing.T) {
 			t.Error("the marker crossed the network in plain text")
 		}
 		// The capture does see plain text when there is some: the admin port is not meshed.
-		httpGet(server.admin + "/live?" + marker + "-control")
+		localmesh.Get(server.Admin + "/live?" + marker + "-control")
 		waitFor(t, 5*time.Second, "the control marker to be captured", func() bool { return capture.seen([]byte(marker + "-control")) })
 	})
-}
-
-func grepLines(text string, prefixes ...string) string {
-	var out []string
-	for _, l := range strings.Split(text, "\n") {
-		for _, p := range prefixes {
-			if strings.HasPrefix(l, p) {
-				out = append(out, l)
-			}
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 // TestRollingRestartUnderLoadLosesNothing restarts, one after the other, the two pods behind a
 // service while a client sends requests to it without pause.
 func TestRollingRestartUnderLoadLosesNothing(t *testing.T) {
 	m := newMesh(t)
-	s1 := m.addPodAs("server-1", "server", nil)
-	s2 := m.addPodAs("server-2", "server", nil)
+	s1 := addPod(t, m, "server-1", "server")
+	s2 := addPod(t, m, "server-2", "server")
 	const authority = "server.shop.svc.cluster.local:8080"
-	client := m.addPod("client", []map[string]any{{
-		"authority": authority,
-		"endpoints": []map[string]any{
-			{"addr": s1.IP.String() + ":8080", "identity": s1.id.String()},
-			{"addr": s2.IP.String() + ":8080", "identity": s2.id.String()},
-		},
-	}})
+	client := addPod(t, m, "client", "client", destinations.Service{
+		Authority: authority, Endpoints: []destinations.Endpoint{endpoint(s1, 8080), endpoint(s2, 8080)},
+	})
 
 	done := make(chan string, 1)
 	loadEnds := time.Now().Add(12 * time.Second)
 	go func() {
-		out, err := m.run(client, 0, "-mode", "load", "-addr", s1.IP.String()+":8080", "-host", authority, "-duration", "12s", "-workers", "4")
+		out, err := client.Run(0, "-mode", "load", "-addr", s1.IP.String()+":8080", "-host", authority, "-duration", "12s", "-workers", "4")
 		if err != nil {
 			out += " " + err.Error()
 		}
 		done <- out
 	}()
 	time.Sleep(2 * time.Second)
-	m.restart(s1)
-	m.restart(s2)
+	for _, s := range []*localmesh.Pod{s1, s2} {
+		if err := s.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if time.Now().After(loadEnds) {
 		t.Fatal("the restarts outlasted the load, which then proves nothing")
 	}
@@ -331,15 +186,16 @@ func TestRollingRestartUnderLoadLosesNothing(t *testing.T) {
 	}
 }
 
-func httpGet(url string) string {
-	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return ""
+func grepLines(text string, prefixes ...string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				out = append(out, l)
+			}
+		}
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return strings.Join(out, "\n")
 }
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
@@ -351,24 +207,4 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func mustJSON(t *testing.T, v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-type prefixWriter struct {
-	t      *testing.T
-	prefix string
-}
-
-func (w *prefixWriter) Write(b []byte) (int, error) {
-	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		w.t.Log(w.prefix + line)
-	}
-	return len(b), nil
 }

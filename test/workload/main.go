@@ -1,5 +1,6 @@
-// Command app is the workload of the proxy tests: a server that tells what it saw, and a client that
-// calls it over HTTP/1.1, HTTP/2 with prior knowledge, gRPC's wire format and raw TCP.
+// Command workload is the application of the proxy tests and the demo: a server that tells what it
+// saw, and a client that calls it over HTTP/1.1, HTTP/2 with prior knowledge, gRPC's wire format and
+// raw TCP, or sends it load.
 package main
 
 import (
@@ -43,7 +44,7 @@ func main() {
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "app:", err)
+		fmt.Fprintln(os.Stderr, "workload:", err)
 		os.Exit(1)
 	}
 }

@@ -1,0 +1,260 @@
+// Package localmesh runs meshed pods on this machine: each pod a network namespace (see test/netns)
+// with proxy-init's iptables rules, the test workload and skein-proxy, which gets its certificate
+// from a running identity service. The proxy tests and `skein demo` both use it.
+package localmesh
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/skeinmesh/skein/internal/identity"
+	"github.com/skeinmesh/skein/internal/spiffe"
+	"github.com/skeinmesh/skein/proxy/destinations"
+	"github.com/skeinmesh/skein/proxy/iptables"
+	"github.com/skeinmesh/skein/test/netns"
+)
+
+// ProxyUID is the user the proxies run as, which proxy-init exempts from the outbound redirect.
+const ProxyUID = 2102
+
+// Options say where the control plane is.
+type Options struct {
+	// Client reaches the API server, for ServiceAccounts and their tokens.
+	Client client.Client
+	// Network is where the pods live; the identity service must listen on its gateway.
+	Network *netns.Network
+	// IdentityAddr and IdentityServerName reach the identity service.
+	IdentityAddr, IdentityServerName string
+	// TrustAnchors is the trust bundle, PEM.
+	TrustAnchors string
+	// TrustDomain of the identities; cluster.local when empty.
+	TrustDomain string
+}
+
+// Mesh runs pods.
+type Mesh struct {
+	Options
+	t   netns.T
+	ctx context.Context
+	// dir is world-readable: the proxies run as ProxyUID.
+	dir                      string
+	proxy, workload, proxyIn string
+}
+
+// New builds skein-proxy, proxy-init and the workload.
+func New(ctx context.Context, t netns.T, o Options) (*Mesh, error) {
+	if o.TrustDomain == "" {
+		o.TrustDomain = identity.DefaultTrustDomain
+	}
+	dir, err := os.MkdirTemp("", "skein-mesh-")
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return &Mesh{
+		Options: o, t: t, ctx: ctx, dir: dir,
+		proxy:    netns.Build(t, "github.com/skeinmesh/skein/proxy/cmd/skein-proxy"),
+		workload: netns.Build(t, "github.com/skeinmesh/skein/test/workload"),
+		proxyIn:  netns.BuildProxyInit(t),
+	}, nil
+}
+
+// Pod is a meshed pod: its workload serves HTTP on 8080 and TCP on 9000.
+type Pod struct {
+	*netns.Pod
+	// ID is the pod's workload identity.
+	ID spiffe.ID
+	// Admin is the URL of its proxy's admin port.
+	Admin string
+
+	mesh                *Mesh
+	newWorkload         func() *exec.Cmd
+	newProxy            func() *exec.Cmd
+	workload, proxy     *exec.Cmd
+	workloadEx, proxyEx chan struct{}
+}
+
+// AddPod runs a pod as a ServiceAccount, whose proxy knows the destinations given.
+func (m *Mesh) AddPod(name, namespace, serviceAccount string, dests []destinations.Service) (*Pod, error) {
+	np, err := m.Network.AddPod(name)
+	if err != nil {
+		return nil, err
+	}
+	id := spiffe.ID{TrustDomain: m.TrustDomain, Namespace: namespace, ServiceAccount: serviceAccount}
+	token, err := m.token(id)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := json.Marshal(map[string]any{"services": dests})
+	if err != nil {
+		return nil, err
+	}
+	tokenPath, destPath, anchors := m.file(name+".token", token), m.file(name+".destinations.json", doc), m.file("anchors.pem", []byte(m.TrustAnchors))
+	p := &Pod{Pod: np, ID: id, Admin: fmt.Sprintf("http://%s:4191", np.IP), mesh: m,
+		newWorkload: func() *exec.Cmd {
+			return np.Command(m.ctx, m.workload, "-mode", "serve", "-addr", ":8080", "-tcp-addr", ":9000")
+		},
+		newProxy: func() *exec.Cmd {
+			return np.CommandAs(m.ctx, ProxyUID, m.proxy,
+				"--identity-addr", m.IdentityAddr, "--identity-server-name", m.IdentityServerName,
+				"--identity", id.String(), "--token-path", tokenPath, "--trust-anchors", "@"+anchors,
+				"--destinations-file", destPath, "--log-level", "debug")
+		},
+	}
+	if err := p.start(); err != nil {
+		return nil, err
+	}
+	if err := np.ApplyProxyInit(m.ctx, m.proxyIn, iptables.Config{ProxyUID: ProxyUID}); err != nil {
+		return nil, err
+	}
+	return p, p.WaitReady()
+}
+
+// token gets a token for the identity's ServiceAccount, made if missing, as the kubelet projects it.
+func (m *Mesh) token(id spiffe.ID) ([]byte, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: id.Namespace}}
+	if err := m.Client.Create(m.ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: id.Namespace, Name: id.ServiceAccount}}
+	if err := m.Client.Create(m.ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{identity.Audience}, ExpirationSeconds: ptr.To[int64](3600)}}
+	if err := m.Client.SubResource("token").Create(m.ctx, sa, tr); err != nil {
+		return nil, fmt.Errorf("requesting a token for %s: %w", id, err)
+	}
+	return []byte(tr.Status.Token), nil
+}
+
+func (m *Mesh) file(name string, data []byte) string {
+	path := filepath.Join(m.dir, name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		m.t.Fatal(err)
+	}
+	return path
+}
+
+// start starts the workload and the proxy.
+func (p *Pod) start() error {
+	var err error
+	if p.workload, p.workloadEx, err = p.mesh.start(p.newWorkload(), p.Name+" workload"); err != nil {
+		return err
+	}
+	p.proxy, p.proxyEx, err = p.mesh.start(p.newProxy(), p.Name+" proxy")
+	return err
+}
+
+// WaitReady waits for the pod's proxy to have its certificate.
+func (p *Pod) WaitReady() error {
+	return waitFor(30*time.Second, p.Name+"'s proxy to be ready", func() bool { return Get(p.Admin+"/ready") == "ready\n" })
+}
+
+// Restart restarts the pod as a rolling update does: the proxy is told to stop (SIGTERM) and
+// drains, the workload is restarted, then the proxy starts again.
+func (p *Pod) Restart() error {
+	p.proxy.Process.Signal(syscall.SIGTERM)
+	if err := wait(p.proxyEx, 30*time.Second, p.Name+"'s proxy to drain and exit"); err != nil {
+		return err
+	}
+	p.workload.Process.Signal(syscall.SIGTERM)
+	if err := wait(p.workloadEx, 10*time.Second, p.Name+"'s workload to exit"); err != nil {
+		return err
+	}
+	if err := p.start(); err != nil {
+		return err
+	}
+	return p.WaitReady()
+}
+
+// Run runs the workload as a client in the pod, as uid (0 for root), and returns what it printed.
+func (p *Pod) Run(uid int, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(p.mesh.ctx, time.Minute)
+	defer cancel()
+	cmd := p.Command(ctx, p.mesh.workload, args...)
+	if uid != 0 {
+		cmd = p.CommandAs(ctx, uid, p.mesh.workload, args...)
+	}
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// start runs a long-lived process, its output logged; the channel closes when it exits.
+func (m *Mesh) start(cmd *exec.Cmd, name string) (*exec.Cmd, chan struct{}, error) {
+	out := &logWriter{t: m.t, prefix: name + ": "}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	m.t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	return cmd, exited, nil
+}
+
+// Get fetches a URL and returns its body, or "" on any error.
+func Get(url string) string {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func wait(ch chan struct{}, d time.Duration, what string) error {
+	select {
+	case <-ch:
+		return nil
+	case <-time.After(d):
+		return errors.New("timed out waiting for " + what)
+	}
+}
+
+func waitFor(d time.Duration, what string, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
+type logWriter struct {
+	t      netns.T
+	prefix string
+}
+
+func (w *logWriter) Write(b []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		w.t.Logf("%s%s", w.prefix, line)
+	}
+	return len(b), nil
+}
