@@ -19,6 +19,7 @@ import (
 
 	"github.com/skeinmesh/skein/internal/certmanager"
 	"github.com/skeinmesh/skein/internal/localcluster"
+	"github.com/skeinmesh/skein/test/netns"
 )
 
 // Options configure a demo run.
@@ -61,12 +62,26 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := cluster.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
 		return err
 	}
+	// Pods are network namespaces on a bridge of the demo's; they reach the identity service on the
+	// bridge's address. Clean-ups of the pods run when the demo ends.
+	d.pods = &podsT{log: filepath.Join(o.Dir, "pods.log")}
+	defer func() { err = errors.Join(err, d.pods.cleanup()) }()
+	identityHost := "127.0.0.1"
+	if d.podsUnsupported = netns.Supported(); d.podsUnsupported == nil {
+		if err := d.pods.do(func() { d.network, err = netns.NewNetwork(d.pods, "demo") }); err != nil {
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		identityHost = d.network.Gateway.String()
+	}
 	stopCertManager, err := d.startCertManager(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, stopCertManager()) }()
-	stop, err := d.startController(ctx)
+	stop, err := d.startController(ctx, identityHost)
 	if err != nil {
 		return err
 	}
@@ -78,6 +93,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		d.show("meshconfig,trafficsplits,meshstatus", "-A"),
 		d.show("clusterissuers,issuers,certificates", "-n", Namespace),
 		d.certifyWorkload,
+		d.meshedPods,
 	)
 	if err != nil || o.Once {
 		return err
@@ -94,9 +110,12 @@ const Namespace = "skein-system"
 
 type demo struct {
 	Options
-	root         string
-	cluster      *localcluster.Cluster
-	identityAddr string
+	root            string
+	cluster         *localcluster.Cluster
+	identityAddr    string
+	pods            *podsT
+	network         *netns.Network
+	podsUnsupported error
 }
 
 // run runs the acts in order and stops at the first that fails.
@@ -130,13 +149,13 @@ func (d *demo) startCertManager(ctx context.Context) (stop func() error, err err
 }
 
 // startController runs skein-controller against the demo's API server, its log in Dir.
-func (d *demo) startController(ctx context.Context) (stop func() error, err error) {
+func (d *demo) startController(ctx context.Context, identityHost string) (stop func() error, err error) {
 	d.say("Starting the Skein control plane (" + d.Controller + "), logging to " + filepath.Join(d.Dir, "controller.log"))
 	logFile, err := os.Create(filepath.Join(d.Dir, "controller.log"))
 	if err != nil {
 		return nil, err
 	}
-	if d.identityAddr, err = freeLoopbackAddr(); err != nil {
+	if d.identityAddr, err = freeAddr(identityHost); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(d.Controller, "--kubeconfig", d.cluster.Kubeconfig, "--namespace", Namespace,

@@ -15,7 +15,7 @@ import (
 
 // TestDemoOnce runs the demo as `DEMO_ONCE=1 make demo` does, with the control plane built from this
 // tree, and checks that it shows a Ready MeshConfig, a Healthy MeshStatus, the trust chain cert-manager
-// issued, and a workload certified by the identity service.
+// issued, a workload certified by the identity service, and traffic between two meshed pods.
 func TestDemoOnce(t *testing.T) {
 	root, err := localcluster.RepoRoot()
 	if err != nil {
@@ -42,6 +42,9 @@ func TestDemoOnce(t *testing.T) {
 		`meshstatus.mesh.skein.dev/default\s+Healthy\s+0/0`,
 		`certificate.cert-manager.io/skein-identity-issuer\s+True`,
 		`certificate for spiffe://cluster.local/ns/default/sa/web\n\s+issued by "identity.cluster.local", valid 24h0m20s`,
+		`client -> web:8080 over http1 answered: 200 HTTP/1.1 /http1 spiffe://cluster.local/ns/default/sa/client hello-from-client`,
+		`client -> web:9000 over tcp\s+answered: echo: hello-from-client`,
+		`tcp_open_total\{direction="inbound",tls="true"\} 2`,
 		`==> Stopping the API server`,
 	} {
 		if !regexp.MustCompile(want).Match(out.Bytes()) {
