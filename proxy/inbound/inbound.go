@@ -6,7 +6,6 @@ package inbound
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,6 +18,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/skeinmesh/skein/proxy/accept"
 	"github.com/skeinmesh/skein/proxy/metrics"
 	"github.com/skeinmesh/skein/proxy/mtls"
 	"github.com/skeinmesh/skein/proxy/splice"
@@ -51,7 +51,7 @@ type Proxy struct {
 	base  *http.Server // tracks the HTTP/2 connections, so that Drain can send them GOAWAY
 	http1 *http.Transport
 	h2c   *http2.Transport
-	wg    sync.WaitGroup
+	conns accept.Loop
 }
 
 func (p *Proxy) init() {
@@ -73,20 +73,7 @@ func (p *Proxy) init() {
 // Serve accepts connections until the listener is closed.
 func (p *Proxy) Serve(lis net.Listener) error {
 	p.init()
-	for {
-		conn, err := lis.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			p.handle(conn)
-		}()
-	}
+	return p.conns.Serve(lis, p.handle)
 }
 
 // Drain tells HTTP/2 connections to go away once their requests are done, and waits for the
@@ -94,12 +81,7 @@ func (p *Proxy) Serve(lis net.Listener) error {
 func (p *Proxy) Drain(ctx context.Context) {
 	p.init()
 	_ = p.base.Shutdown(ctx)
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	p.conns.Wait(ctx)
 }
 
 func (p *Proxy) handle(conn net.Conn) {

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/skeinmesh/skein/proxy/accept"
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/detect"
 	"github.com/skeinmesh/skein/proxy/inbound"
@@ -60,7 +61,7 @@ type Proxy struct {
 	mu         sync.Mutex
 	transports map[transportKey]http.RoundTripper
 	balancer   balancer
-	wg         sync.WaitGroup
+	conns      accept.Loop
 }
 
 type transportKey struct {
@@ -91,20 +92,7 @@ func (p *Proxy) init() {
 // Serve accepts redirected connections until the listener is closed.
 func (p *Proxy) Serve(lis net.Listener) error {
 	p.init()
-	for {
-		conn, err := lis.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			p.handle(conn)
-		}()
-	}
+	return p.conns.Serve(lis, p.handle)
 }
 
 // Drain lets the requests under way finish, closing each client connection once it is idle (HTTP/2
@@ -121,12 +109,7 @@ func (p *Proxy) Drain(ctx context.Context) {
 	for _, s := range servers {
 		go s.Shutdown(ctx)
 	}
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	p.conns.Wait(ctx)
 }
 
 func (p *Proxy) handle(conn net.Conn) {
