@@ -67,6 +67,10 @@ fuzz: ## Run each fuzz target for FUZZ_TIME.
 bench-identity: ## Certificates signed per second per core through the identity service, against raw signing.
 	test/bench/identity.sh
 
+.PHONY: bench-proxy
+bench-proxy: test-bins ## skein-proxy's latency, max RPS, CPU and memory against no proxy and two HAProxy with mTLS (root).
+	test/bench/proxy.sh
+
 ##@ Build
 
 .PHONY: build
