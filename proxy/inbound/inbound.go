@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/skeinmesh/skein/proxy/accept"
+	"github.com/skeinmesh/skein/proxy/bufpool"
 	"github.com/skeinmesh/skein/proxy/metrics"
 	"github.com/skeinmesh/skein/proxy/mtls"
 	"github.com/skeinmesh/skein/proxy/splice"
@@ -121,6 +122,7 @@ func (p *Proxy) handle(conn net.Conn) {
 // httpHandler forwards requests to the application in the protocol the client spoke.
 func (p *Proxy) httpHandler(app, peer string) http.Handler {
 	rp := &httputil.ReverseProxy{
+		BufferPool: buffers,
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.Out.URL.Scheme, r.Out.URL.Host = "http", app
 			r.Out.Host = r.In.Host
@@ -143,6 +145,9 @@ func (p *Proxy) httpHandler(app, peer string) http.Handler {
 		rp.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
+
+// buffers are shared by every response body the proxy copies.
+var buffers = &bufpool.Pool{}
 
 type http1Key struct{}
 

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/skeinmesh/skein/proxy/accept"
+	"github.com/skeinmesh/skein/proxy/bufpool"
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/detect"
 	"github.com/skeinmesh/skein/proxy/inbound"
@@ -147,6 +148,9 @@ func (p *Proxy) handle(conn net.Conn) {
 	}
 }
 
+// buffers are shared by every response body the proxy copies.
+var buffers = &bufpool.Pool{}
+
 // maxAttempts bounds the endpoints tried for one connection or request.
 const maxAttempts = 3
 
@@ -201,7 +205,8 @@ func (p *Proxy) router(dst netip.AddrPort) http.Handler {
 			pr.Out.Header.Del(inbound.ClientIDHeader)
 			pr.Out.Header.Del(inbound.OrigProtoHeader)
 		},
-		Transport: &routeTransport{p: p, dst: dst},
+		Transport:  &routeTransport{p: p, dst: dst},
+		BufferPool: buffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			p.Log.Info("Request failed", "authority", r.Host, "err", err)
 			status := http.StatusBadGateway
@@ -224,14 +229,17 @@ type routeTransport struct {
 func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := rt.p
 	eps := p.endpoints(rt.dst, req.Host, p.Destinations.Snapshot())
-	avoid := map[netip.AddrPort]bool{}
+	var avoid map[netip.AddrPort]bool // made on the first failure only: most requests need none
 	var err error
 	for range maxAttempts {
 		ep := p.balancer.pick(eps, avoid)
-		r := req.Clone(req.Context())
+		// ReverseProxy already gave us a request of our own to change.
+		r := req
 		r.URL.Host = ep.Addr.String()
 		if ep.Identity != "" && req.ProtoMajor == 1 {
 			r.Header.Set(inbound.OrigProtoHeader, "HTTP/1")
+		} else {
+			r.Header.Del(inbound.OrigProtoHeader)
 		}
 		load := p.balancer.load(ep.Addr)
 		load.start()
@@ -250,6 +258,9 @@ func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			break
 		}
 		p.Log.Debug("Retrying on another endpoint", "endpoint", ep.Addr, "err", err)
+		if avoid == nil {
+			avoid = map[netip.AddrPort]bool{}
+		}
 		avoid[ep.Addr] = true
 	}
 	return nil, err
