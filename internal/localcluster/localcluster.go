@@ -35,6 +35,8 @@ type Cluster struct {
 
 	env *envtest.Environment
 	dir string
+	// tempDir is set when dir was made by Start, which then removes it on Stop.
+	tempDir bool
 }
 
 // Options tunes a Cluster.
@@ -81,7 +83,7 @@ func Start(opts Options) (*Cluster, error) {
 		// Start leaves the API server running when installing the CRDs fails.
 		return nil, errors.Join(fmt.Errorf("starting the API server from %s: %w", assets, err), env.Stop())
 	}
-	c := &Cluster{Config: cfg, AssetsDir: assets, env: env, dir: dir}
+	c := &Cluster{Config: cfg, AssetsDir: assets, env: env, dir: dir, tempDir: opts.Dir == ""}
 	if c.Client, err = client.New(cfg, client.Options{Scheme: env.Scheme}); err != nil {
 		return nil, errors.Join(err, env.Stop())
 	}
@@ -94,7 +96,11 @@ func Start(opts Options) (*Cluster, error) {
 
 // Stop stops the API server and etcd.
 func (c *Cluster) Stop() error {
-	return c.env.Stop()
+	err := c.env.Stop()
+	if c.tempDir {
+		err = errors.Join(err, os.RemoveAll(c.dir))
+	}
+	return err
 }
 
 // Kubectl runs the real kubectl against the cluster and returns what it printed on stdout; on
