@@ -38,6 +38,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/skeinmesh/skein/test/localmesh"
 )
 
 type options struct {
@@ -253,7 +255,7 @@ func verifyPaths(ctx context.Context, m *mesh, paths []*path) error {
 // skeinCounts says what the server's skein-proxy counted: every request of the skein path should
 // have come through it, over few mTLS connections.
 func skeinCounts(m *mesh) string {
-	metrics := httpGet(fmt.Sprintf("http://%s:4191/metrics", m.server.IP))
+	metrics := localmesh.Get(fmt.Sprintf("http://%s:4191/metrics", m.server.IP))
 	var lines []string
 	for _, l := range strings.Split(metrics, "\n") {
 		if strings.HasPrefix(l, "request_total{") || strings.HasPrefix(l, "tcp_open_total{") {

@@ -8,8 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +30,7 @@ import (
 	"github.com/skeinmesh/skein/internal/spiffe"
 	"github.com/skeinmesh/skein/proxy/iptables"
 	"github.com/skeinmesh/skein/test/framework"
+	"github.com/skeinmesh/skein/test/localmesh"
 	"github.com/skeinmesh/skein/test/netns"
 )
 
@@ -229,7 +228,7 @@ func (m *mesh) startSkein(p *pod, dests []map[string]any) {
 		m.e.Fatal(err)
 	}
 	admin := fmt.Sprintf("http://%s:%d/ready", p.IP, iptables.AdminPort)
-	m.waitRunning(30*time.Second, p.Name+"'s skein-proxy to be ready", p.skein, func() bool { return httpGet(admin) == "ready\n" })
+	m.waitRunning(30*time.Second, p.Name+"'s skein-proxy to be ready", p.skein, func() bool { return localmesh.Get(admin) == "ready\n" })
 }
 
 // start runs a long-lived process, killed in cleanup.
@@ -365,17 +364,6 @@ func waitFor(e *env, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func httpGet(url string) string {
-	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }
 
 func mustJSON(v any) []byte {
