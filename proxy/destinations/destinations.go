@@ -26,12 +26,47 @@ type Endpoint struct {
 type Service struct {
 	// Authority is host:port, as clients name the service in HTTP requests.
 	Authority string `json:"authority"`
+	// Aliases are other names of the service (shorter DNS forms).
+	Aliases []string `json:"aliases,omitempty"`
 	// Addrs are the service's virtual addresses (ClusterIPs with the port).
 	Addrs []netip.AddrPort `json:"addrs,omitempty"`
 	// Opaque services are carried as TCP, without protocol detection.
 	Opaque bool `json:"opaque,omitempty"`
 	// Endpoints serve the service.
 	Endpoints []Endpoint `json:"endpoints"`
+	// Backends, when there are any, take the service's requests instead of its endpoints (a
+	// TrafficSplit): each request goes to one backend, chosen in proportion to the weights.
+	Backends []Backend `json:"backends,omitempty"`
+}
+
+// Backend is one weighted share of a split service.
+type Backend struct {
+	// Name is the backend service's authority.
+	Name string `json:"name"`
+	// Weight is the backend's share relative to the others'.
+	Weight uint32 `json:"weight"`
+	// Endpoints serve the backend.
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Pick returns the endpoints to send one request to: the service's own, or those of a backend
+// chosen by weight with r, a number in [0, 1).
+func (s *Service) Pick(r float64) []Endpoint {
+	var total uint64
+	for _, b := range s.Backends {
+		total += uint64(b.Weight)
+	}
+	if total == 0 {
+		return s.Endpoints
+	}
+	n := uint64(r * float64(total))
+	for _, b := range s.Backends {
+		if n < uint64(b.Weight) {
+			return b.Endpoints
+		}
+		n -= uint64(b.Weight)
+	}
+	return s.Backends[len(s.Backends)-1].Endpoints
 }
 
 // Snapshot is a consistent view of the destinations; it is never changed once published.
@@ -52,10 +87,19 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 			return nil, fmt.Errorf("service %q: authority must be host:port", svc.Authority)
 		}
 		s.byAuthority[strings.ToLower(svc.Authority)] = svc
+		for _, a := range svc.Aliases {
+			if _, taken := s.byAuthority[strings.ToLower(a)]; !taken {
+				s.byAuthority[strings.ToLower(a)] = svc
+			}
+		}
 		for _, a := range svc.Addrs {
 			s.byAddr[a] = svc
 		}
-		for _, e := range svc.Endpoints {
+		all := svc.Endpoints
+		for _, b := range svc.Backends {
+			all = append(all[:len(all):len(all)], b.Endpoints...)
+		}
+		for _, e := range all {
 			if !e.Addr.IsValid() {
 				return nil, fmt.Errorf("service %q: an endpoint has no address", svc.Authority)
 			}

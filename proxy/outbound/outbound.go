@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -187,8 +188,10 @@ func (p *Proxy) endpoints(dst netip.AddrPort, authority string, snap *destinatio
 	if svc == nil {
 		svc = snap.ByAddr(dst)
 	}
-	if svc != nil && len(svc.Endpoints) > 0 {
-		return svc.Endpoints
+	if svc != nil {
+		if eps := svc.Pick(rand.Float64()); len(eps) > 0 {
+			return eps
+		}
 	}
 	if ep, ok := snap.Endpoint(dst); ok {
 		return []destinations.Endpoint{ep}

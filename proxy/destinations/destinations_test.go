@@ -1,0 +1,41 @@
+package destinations
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestPickFollowsWeights(t *testing.T) {
+	v1 := []Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.1:80")}}
+	v2 := []Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.2:80")}}
+	svc := Service{Authority: "web:80", Backends: []Backend{{Name: "v1", Weight: 90, Endpoints: v1}, {Name: "v2", Weight: 10, Endpoints: v2}}}
+	counts := map[netip.AddrPort]int{}
+	for i := 0; i < 1000; i++ {
+		counts[svc.Pick(float64(i)/1000)[0].Addr]++
+	}
+	if counts[v1[0].Addr] != 900 || counts[v2[0].Addr] != 100 {
+		t.Errorf("picks = %v, want 900 to v1 and 100 to v2", counts)
+	}
+	zero := Service{Authority: "web:80", Endpoints: v1, Backends: []Backend{{Name: "v2", Weight: 0, Endpoints: v2}}}
+	if got := zero.Pick(0.5); got[0] != v1[0] {
+		t.Errorf("with every weight zero, Pick = %v, want the service's own endpoints", got)
+	}
+}
+
+func TestAliasesFindTheService(t *testing.T) {
+	snap, err := NewSnapshot([]Service{{
+		Authority: "web.shop.svc.cluster.local:80", Aliases: []string{"web.shop:80", "web.shop"},
+		Backends: []Backend{{Name: "v2", Weight: 1, Endpoints: []Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.2:80"), Identity: "spiffe://x/ns/shop/sa/web"}}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"web.shop:80", "WEB.shop", "web.shop.svc.cluster.local:80"} {
+		if snap.ByAuthority(a) == nil {
+			t.Errorf("%q finds no service", a)
+		}
+	}
+	if ep, ok := snap.Endpoint(netip.MustParseAddrPort("10.0.0.2:80")); !ok || ep.Identity == "" {
+		t.Errorf("a backend's endpoint is not known by address: %v %v", ep, ok)
+	}
+}
