@@ -11,7 +11,7 @@ func TestPickFollowsWeights(t *testing.T) {
 	svc := Service{Authority: "web:80", Backends: []Backend{{Name: "v1", Weight: 90, Endpoints: v1}, {Name: "v2", Weight: 10, Endpoints: v2}}}
 	counts := map[netip.AddrPort]int{}
 	for i := 0; i < 1000; i++ {
-		counts[svc.Pick(float64(i)/1000)[0].Addr]++
+		counts[svc.Pick(float64(i) / 1000)[0].Addr]++
 	}
 	if counts[v1[0].Addr] != 900 || counts[v2[0].Addr] != 100 {
 		t.Errorf("picks = %v, want 900 to v1 and 100 to v2", counts)
