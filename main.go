@@ -1,5 +1,5 @@
-// Command skein-controller is Skein's control plane: the operator that reconciles the mesh's CRDs and
-// the identity service that certifies proxies.
+// Command skein-controller is Skein's control plane: the operator that reconciles the mesh's CRDs,
+// the identity service that certifies proxies, and the xDS service that configures them.
 package main
 
 import (
@@ -17,10 +17,11 @@ import (
 	"github.com/skeinmesh/skein/controllers"
 	"github.com/skeinmesh/skein/internal/identity"
 	"github.com/skeinmesh/skein/internal/scheme"
+	"github.com/skeinmesh/skein/internal/xds"
 )
 
 type options struct {
-	metricsAddr, probeAddr, identityAddr string
+	metricsAddr, probeAddr, identityAddr, xdsAddr string
 	namespace, serviceAccount            string
 	leaderElect                          bool
 }
@@ -30,6 +31,7 @@ func main() {
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the controller's own metrics are served on; 0 turns them off.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address /healthz and /readyz are served on.")
 	flag.StringVar(&o.identityAddr, "identity-bind-address", ":8086", "Address the identity service (gRPC over TLS) is served on.")
+	flag.StringVar(&o.xdsAddr, "xds-bind-address", ":8087", "Address the xDS service (ADS over gRPC with mTLS) is served on.")
 	flag.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "skein-system"), "The control plane's namespace, where the trust chain lives.")
 	flag.StringVar(&o.serviceAccount, "service-account", envOr("POD_SERVICE_ACCOUNT", "skein-controller"), "The control plane's ServiceAccount, for the identity service's own certificate.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Run the reconcilers in one replica at a time, chosen by leader election; every replica serves identities.")
@@ -64,9 +66,22 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("listening for the identity service: %w", err)
 	}
-	if _, err := identity.AddToManager(mgr, identity.Options{
-		Namespace: o.namespace, ServiceAccount: o.serviceAccount, Listener: lis, Metrics: metrics.Registry,
-		DNSNames: []string{"skein-identity." + o.namespace + ".svc", "skein-identity." + o.namespace + ".svc.cluster.local"},
+	var names []string
+	for _, svc := range []string{"skein-identity", "skein-xds"} {
+		names = append(names, svc+"."+o.namespace+".svc", svc+"."+o.namespace+".svc.cluster.local")
+	}
+	id, err := identity.AddToManager(mgr, identity.Options{
+		Namespace: o.namespace, ServiceAccount: o.serviceAccount, Listener: lis, Metrics: metrics.Registry, DNSNames: names,
+	})
+	if err != nil {
+		return err
+	}
+	xdsLis, err := net.Listen("tcp", o.xdsAddr)
+	if err != nil {
+		return fmt.Errorf("listening for the xDS service: %w", err)
+	}
+	if _, err := xds.AddToManager(mgr, xds.Options{
+		Listener: xdsLis, Certificate: id.GetCertificate, Roots: id.Roots, Metrics: metrics.Registry,
 	}); err != nil {
 		return err
 	}

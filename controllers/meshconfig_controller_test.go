@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
-	"github.com/skeinmesh/skein/controllers"
 	"github.com/skeinmesh/skein/internal/identity"
 	"github.com/skeinmesh/skein/test/framework"
 )
@@ -139,7 +138,7 @@ var _ = Describe("MeshConfig controller", Ordered, func() {
 			return p
 		}
 		Expect(k8s.Create(ctx, pod("plain", "app"))).To(Succeed())
-		Expect(k8s.Create(ctx, pod("meshed", "app", controllers.ProxyContainerName))).To(Succeed())
+		Expect(k8s.Create(ctx, pod("meshed", "app", meshv1.ProxyContainerName))).To(Succeed())
 
 		Eventually(func(g Gomega) {
 			ms := &meshv1.MeshStatus{}

@@ -17,9 +17,6 @@ import (
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 )
 
-// ProxyContainerName is the name of the injected proxy container; a pod that has it is meshed.
-const ProxyContainerName = "skein-proxy"
-
 // MeshStatusReconciler fills each MeshStatus with what it observes: the control plane's health and
 // how many pods are meshed. The telemetry figures come from the telemetry component.
 type MeshStatusReconciler struct {
@@ -112,25 +109,13 @@ func (r *MeshStatusReconciler) reconcileMeshedPods(ctx context.Context, ms *mesh
 			continue
 		}
 		total++
-		if IsMeshed(pod) {
+		if meshv1.IsMeshed(pod) {
 			meshed++
 		}
 	}
 	ms.Status.TotalPods, ms.Status.MeshedPods = total, meshed
 	ms.Status.Meshed = fmt.Sprintf("%d/%d", meshed, total)
 	return nil
-}
-
-// IsMeshed tells whether a pod runs the proxy, as a native sidecar or as a classic one.
-func IsMeshed(pod *corev1.Pod) bool {
-	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for _, c := range cs {
-			if c.Name == ProxyContainerName {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // SetupWithManager registers the controller. Every MeshStatus is recomputed when the MeshConfig

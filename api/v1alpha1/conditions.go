@@ -76,4 +76,11 @@ const (
 
 	// InjectAnnotation on a namespace or workload turns proxy injection on ("enabled") or off ("disabled").
 	InjectAnnotation = "mesh.skein.dev/inject"
+
+	// OpaquePortsAnnotation on a Service lists ports (comma-separated) carried as opaque TCP, in
+	// addition to MeshConfig's spec.proxy.opaquePorts.
+	OpaquePortsAnnotation = "mesh.skein.dev/opaque-ports"
+
+	// ProxyContainerName is the name of the injected proxy container; a pod that has it is meshed.
+	ProxyContainerName = "skein-proxy"
 )

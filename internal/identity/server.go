@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -44,7 +45,7 @@ func (s *Server) NeedLeaderElection() bool { return false }
 
 // Start serves until ctx is done, then stops gracefully.
 func (s *Server) Start(ctx context.Context) error {
-	creds := credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: s.getCertificate})
+	creds := credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: s.GetCertificate})
 	srv := grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(4*MaxRequestBytes))
 	pb.RegisterIdentityServer(srv, s.Service)
 	go func() {
@@ -57,8 +58,21 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-// getCertificate returns the serving certificate, re-signing it when the issuer changed or it ages.
-func (s *Server) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+// Roots are the trust anchors of the issuer in force, which workload certificates chain to.
+func (s *Server) Roots() (*x509.CertPool, error) {
+	iss := s.Service.CA.Issuer()
+	if iss == nil {
+		return nil, errors.New("no issuer loaded yet")
+	}
+	pool := x509.NewCertPool()
+	for _, a := range iss.Anchor {
+		pool.AddCert(a)
+	}
+	return pool, nil
+}
+
+// GetCertificate returns the serving certificate, re-signing it when the issuer changed or it ages.
+func (s *Server) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	iss := s.Service.CA.Issuer()

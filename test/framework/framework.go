@@ -5,6 +5,10 @@ package framework
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -27,6 +31,8 @@ import (
 	"github.com/skeinmesh/skein/internal/identity"
 	"github.com/skeinmesh/skein/internal/localcluster"
 	"github.com/skeinmesh/skein/internal/scheme"
+	"github.com/skeinmesh/skein/internal/spiffe"
+	"github.com/skeinmesh/skein/internal/xds"
 )
 
 // Cluster is a running API server; see localcluster.
@@ -77,7 +83,10 @@ type ControlPlane struct {
 	Manager ctrl.Manager
 	// IdentityAddr is where the identity service listens.
 	IdentityAddr string
-	// Metrics holds the control plane's own metrics (the identity service's counters).
+	// XDSAddr is where the xDS service listens; XDS is the service.
+	XDSAddr string
+	XDS     *xds.Server
+	// Metrics holds the control plane's own metrics (the identity and xDS services' counters).
 	Metrics *prometheus.Registry
 
 	identity *identity.Server
@@ -85,11 +94,14 @@ type ControlPlane struct {
 	done     chan error
 }
 
-// IdentityServerName is the name the identity service's certificate carries in tests.
-const IdentityServerName = "skein-identity." + SystemNamespace + ".svc"
+// IdentityServerName and XDSServerName are names the control plane's certificate carries in tests.
+const (
+	IdentityServerName = "skein-identity." + SystemNamespace + ".svc"
+	XDSServerName      = "skein-xds." + SystemNamespace + ".svc"
+)
 
-// StartControlPlane runs every reconciler and the identity service against the API server at cfg
-// until Stop. The control plane's namespace is SystemNamespace. The identity service listens on
+// StartControlPlane runs every reconciler, the identity service and the xDS service against the API
+// server at cfg until Stop. The control plane's namespace is SystemNamespace. The services listen on
 // 127.0.0.1, or on identityHost when given (a bridge address that pods in network namespaces reach).
 func StartControlPlane(cfg *rest.Config, identityHost ...string) (*ControlPlane, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -117,13 +129,22 @@ func StartControlPlane(cfg *rest.Config, identityHost ...string) (*ControlPlane,
 	reg := prometheus.NewRegistry()
 	srv, err := identity.AddToManager(mgr, identity.Options{
 		Namespace: SystemNamespace, ServiceAccount: "skein-controller", Listener: lis, Metrics: reg,
-		DNSNames: []string{IdentityServerName},
+		DNSNames: []string{IdentityServerName, XDSServerName},
 	})
 	if err != nil {
 		return nil, errors.Join(err, lis.Close())
 	}
+	xdsLis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return nil, errors.Join(err, lis.Close())
+	}
+	xdsSrv, err := xds.AddToManager(mgr, xds.Options{Listener: xdsLis, Certificate: srv.GetCertificate, Roots: srv.Roots, Metrics: reg})
+	if err != nil {
+		return nil, errors.Join(err, lis.Close(), xdsLis.Close())
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cp := &ControlPlane{Manager: mgr, IdentityAddr: lis.Addr().String(), Metrics: reg, identity: srv, cancel: cancel, done: make(chan error, 1)}
+	cp := &ControlPlane{Manager: mgr, IdentityAddr: lis.Addr().String(), XDSAddr: xdsLis.Addr().String(), XDS: xdsSrv,
+		Metrics: reg, identity: srv, cancel: cancel, done: make(chan error, 1)}
 	go func() { cp.done <- mgr.Start(ctx) }()
 	syncCtx, cancelSync := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSync()
@@ -136,6 +157,20 @@ func StartControlPlane(cfg *rest.Config, identityHost ...string) (*ControlPlane,
 
 // Issuer is the issuer the identity service signs with now.
 func (cp *ControlPlane) Issuer() *identity.Issuer { return cp.identity.Service.CA.Issuer() }
+
+// WorkloadCertificate signs a certificate for id with the issuer in force, as the identity service
+// would for a proxy.
+func (cp *ControlPlane) WorkloadCertificate(id spiffe.ID) (*tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := cp.identity.Service.CA.Sign(id, nil, key.Public(), time.Hour, time.Minute, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: append([][]byte{leaf.DER}, leaf.Chain...), PrivateKey: key}, nil
+}
 
 // Stop stops the control plane and returns the error it stopped with, if any.
 func (cp *ControlPlane) Stop() error {

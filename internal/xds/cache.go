@@ -1,0 +1,85 @@
+package xds
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// resourceTypes are the types the control plane serves.
+var resourceTypes = []string{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType}
+
+// Cache holds every resource in one go-control-plane LinearCache per type. A LinearCache versions
+// each resource on its own, so a change to one Service's endpoints goes only to the streams that
+// watch that ClusterLoadAssignment, and a delta stream gets just the resources that changed.
+type Cache struct {
+	*cache.MuxCache
+	linear map[string]*cache.LinearCache
+
+	// OnUpdate, when set, hears how many resources of a type each Set changed and removed.
+	OnUpdate func(typ string, changed, removed int)
+
+	mu sync.Mutex
+	// owned is what each source (a Service) put in the cache.
+	owned map[string]Resources
+}
+
+// NewCache makes an empty cache.
+func NewCache() *Cache {
+	c := &Cache{linear: map[string]*cache.LinearCache{}, owned: map[string]Resources{}}
+	caches := map[string]cache.Cache{}
+	for _, typ := range resourceTypes {
+		c.linear[typ] = cache.NewLinearCache(typ)
+		caches[typ] = c.linear[typ]
+	}
+	c.MuxCache = &cache.MuxCache{
+		Classify:      func(r *cache.Request) string { return r.GetTypeUrl() },
+		ClassifyDelta: func(r *cache.DeltaRequest) string { return r.GetTypeUrl() },
+		Caches:        caches,
+	}
+	return c
+}
+
+// Set replaces what source put in the cache with res. Resources equal to what is there are left
+// alone, so that clients are sent only what changed.
+func (c *Cache) Set(source string, res Resources) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	before := c.owned[source]
+	for _, typ := range resourceTypes {
+		changed := map[string]types.Resource{}
+		for name, r := range res[typ] {
+			if old, ok := before[typ][name]; !ok || !proto.Equal(old, r) {
+				changed[name] = r
+			}
+		}
+		var removed []string
+		for name := range before[typ] {
+			if _, still := res[typ][name]; !still {
+				removed = append(removed, name)
+			}
+		}
+		if len(changed) == 0 && len(removed) == 0 {
+			continue
+		}
+		if err := c.linear[typ].UpdateResources(changed, removed); err != nil {
+			return fmt.Errorf("updating %s resources of %s: %w", typ, source, err)
+		}
+		if c.OnUpdate != nil {
+			c.OnUpdate(typ, len(changed), len(removed))
+		}
+	}
+	if len(res) == 0 {
+		delete(c.owned, source)
+	} else {
+		c.owned[source] = res
+	}
+	return nil
+}
+
+// Len is how many resources of a type the cache holds.
+func (c *Cache) Len(typ string) int { return c.linear[typ].NumResources() }

@@ -1,0 +1,153 @@
+package xds
+
+import (
+	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
+	"github.com/skeinmesh/skein/internal/xdsnames"
+)
+
+func service(ports ...corev1.ServicePort) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
+		Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10", "fd00::10"}, Ports: ports},
+	}
+}
+
+func slice(port int32, eps ...discoveryv1.Endpoint) discoveryv1.EndpointSlice {
+	return discoveryv1.EndpointSlice{
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(port)}},
+		Endpoints:   eps,
+	}
+}
+
+func endpoint(ip, pod string, c discoveryv1.EndpointConditions) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: c, TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: pod}}
+}
+
+func identityOfPod(ep discoveryv1.Endpoint) string {
+	if ep.TargetRef.Name == "plain" {
+		return ""
+	}
+	return "spiffe://cluster.local/ns/shop/sa/" + ep.TargetRef.Name
+}
+
+func TestCompileOneServicePort(t *testing.T) {
+	g := NewWithT(t)
+	res := Compile(ServiceInput{
+		Service: service(corev1.ServicePort{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}),
+		Slices: []discoveryv1.EndpointSlice{slice(8080,
+			endpoint("10.0.0.2", "web", discoveryv1.EndpointConditions{}),
+			endpoint("10.0.0.1", "plain", discoveryv1.EndpointConditions{Ready: ptr.To(true)}),
+			endpoint("10.0.0.3", "web", discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(true), Terminating: ptr.To(true)}),
+			endpoint("10.0.0.4", "web", discoveryv1.EndpointConditions{Ready: ptr.To(false)}),
+		)},
+		Identity: identityOfPod,
+		Opaque:   func(int32) bool { return false },
+	})
+	name := xdsnames.Authority("web", "shop", 80)
+	for _, typ := range resourceTypes {
+		g.Expect(res[typ]).To(HaveLen(1), typ)
+		g.Expect(res[typ]).To(HaveKey(name), typ)
+	}
+
+	l := res[resource.ListenerType][name].(*listenerv3.Listener)
+	g.Expect(l.GetApiListener()).NotTo(BeNil(), "grpc-go needs an API listener")
+	g.Expect(l.GetAddress().GetSocketAddress().GetAddress()).To(Equal("10.96.0.10"))
+	g.Expect(l.GetAdditionalAddresses()).To(HaveLen(1))
+	g.Expect(l.GetMetadata().GetFilterMetadata()[xdsnames.MetadataKey].GetFields()[xdsnames.FieldOpaque].GetBoolValue()).To(BeFalse())
+
+	rc := res[resource.RouteType][name].(*routev3.RouteConfiguration)
+	g.Expect(rc.GetVirtualHosts()[0].GetDomains()).To(ContainElements(name, "web.shop", "web.shop:80"))
+	g.Expect(rc.GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetCluster()).To(Equal(name))
+
+	g.Expect(res[resource.ClusterType][name].(*clusterv3.Cluster).GetType()).To(Equal(clusterv3.Cluster_EDS))
+
+	cla := res[resource.EndpointType][name].(*endpointv3.ClusterLoadAssignment)
+	lbs := cla.GetEndpoints()[0].GetLbEndpoints()
+	g.Expect(lbs).To(HaveLen(3), "the endpoint neither ready nor serving is left out")
+	type seen struct {
+		addr, identity string
+		health         corev3.HealthStatus
+	}
+	var got []seen
+	for _, lb := range lbs {
+		sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+		g.Expect(sa.GetPortValue()).To(BeEquivalentTo(8080), "endpoints are reached on the target port")
+		got = append(got, seen{sa.GetAddress(), lb.GetMetadata().GetFilterMetadata()[xdsnames.MetadataKey].GetFields()[xdsnames.FieldIdentity].GetStringValue(), lb.GetHealthStatus()})
+	}
+	g.Expect(got).To(Equal([]seen{
+		{"10.0.0.1", "", corev3.HealthStatus_HEALTHY},
+		{"10.0.0.2", "spiffe://cluster.local/ns/shop/sa/web", corev3.HealthStatus_HEALTHY},
+		{"10.0.0.3", "spiffe://cluster.local/ns/shop/sa/web", corev3.HealthStatus_DRAINING},
+	}), "sorted by address, with identities, terminating endpoints draining")
+}
+
+func TestCompileTrafficSplitAndOpaque(t *testing.T) {
+	g := NewWithT(t)
+	split := &meshv1.TrafficSplit{Spec: meshv1.TrafficSplitSpec{Service: "web", Backends: []meshv1.TrafficSplitBackend{
+		{Service: "web-v1", Weight: 90}, {Service: "web-v2", Weight: 10}, {Service: "web-v3", Weight: 0},
+	}}}
+	res := Compile(ServiceInput{
+		Service:  service(corev1.ServicePort{Name: "http", Port: 8080}, corev1.ServicePort{Name: "db", Port: 5432}, corev1.ServicePort{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}),
+		Split:    split,
+		Identity: identityOfPod,
+		Opaque:   func(p int32) bool { return p == 5432 },
+	})
+	g.Expect(res[resource.ListenerType]).To(HaveLen(2), "UDP ports are not served")
+	db := res[resource.ListenerType][xdsnames.Authority("web", "shop", 5432)].(*listenerv3.Listener)
+	g.Expect(db.GetMetadata().GetFilterMetadata()[xdsnames.MetadataKey].GetFields()[xdsnames.FieldOpaque].GetBoolValue()).To(BeTrue())
+
+	rc := res[resource.RouteType][xdsnames.Authority("web", "shop", 8080)].(*routev3.RouteConfiguration)
+	weighted := rc.GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetWeightedClusters().GetClusters()
+	g.Expect(weighted).To(HaveLen(2), "a zero weight backend gets no share")
+	g.Expect(weighted[0].GetName()).To(Equal(xdsnames.Authority("web-v1", "shop", 8080)))
+	g.Expect(weighted[0].GetWeight().GetValue()).To(BeEquivalentTo(90))
+	g.Expect(weighted[1].GetWeight().GetValue()).To(BeEquivalentTo(10))
+	g.Expect(res[resource.EndpointType][xdsnames.Authority("web", "shop", 8080)].(*endpointv3.ClusterLoadAssignment).GetEndpoints()).To(BeEmpty())
+}
+
+func TestCompileExternalNameServesNothing(t *testing.T) {
+	svc := service(corev1.ServicePort{Port: 80})
+	svc.Spec.Type = corev1.ServiceTypeExternalName
+	if res := Compile(ServiceInput{Service: svc, Identity: identityOfPod, Opaque: func(int32) bool { return false }}); len(res) != 0 {
+		t.Errorf("an ExternalName Service compiled to %d types of resources", len(res))
+	}
+}
+
+func TestCacheSetSendsOnlyChanges(t *testing.T) {
+	g := NewWithT(t)
+	c := NewCache()
+	updates := map[string]int{}
+	c.OnUpdate = func(typ string, changed, removed int) { updates[typ] += changed + removed }
+	in := ServiceInput{Service: service(corev1.ServicePort{Name: "http", Port: 80}), Identity: identityOfPod, Opaque: func(int32) bool { return false },
+		Slices: []discoveryv1.EndpointSlice{slice(8080, endpoint("10.0.0.1", "web", discoveryv1.EndpointConditions{}))}}
+	g.Expect(c.Set("shop/web", Compile(in))).To(Succeed())
+	g.Expect(updates).To(HaveLen(4))
+
+	clear(updates)
+	g.Expect(c.Set("shop/web", Compile(in))).To(Succeed())
+	g.Expect(updates).To(BeEmpty(), "compiling the same Service again changes nothing")
+
+	in.Slices = []discoveryv1.EndpointSlice{slice(8080, endpoint("10.0.0.2", "web", discoveryv1.EndpointConditions{}))}
+	g.Expect(c.Set("shop/web", Compile(in))).To(Succeed())
+	g.Expect(updates).To(Equal(map[string]int{resource.EndpointType: 1}), "an endpoint change touches only the ClusterLoadAssignment")
+
+	g.Expect(c.Set("shop/web", nil)).To(Succeed())
+	for _, typ := range resourceTypes {
+		g.Expect(c.Len(typ)).To(BeZero(), "a deleted Service's %s is removed", typ)
+	}
+}
