@@ -22,8 +22,8 @@ import (
 
 type options struct {
 	metricsAddr, probeAddr, identityAddr, xdsAddr string
-	namespace, serviceAccount            string
-	leaderElect                          bool
+	namespace, serviceAccount                     string
+	leaderElect                                   bool
 }
 
 func main() {
