@@ -95,9 +95,13 @@ type ControlPlane struct {
 }
 
 // IdentityServerName and XDSServerName are names the control plane's certificate carries in tests.
+// It carries LoopbackServerName too, for clients that cannot be told which name to verify:
+// grpc-go's xDS client checks the certificate against the host of its bootstrap's server_uri and
+// lets nothing override it, so a test's bootstrap points at "localhost:<port>".
 const (
 	IdentityServerName = "skein-identity." + SystemNamespace + ".svc"
 	XDSServerName      = "skein-xds." + SystemNamespace + ".svc"
+	LoopbackServerName = "localhost"
 )
 
 // StartControlPlane runs every reconciler, the identity service and the xDS service against the API
@@ -129,7 +133,7 @@ func StartControlPlane(cfg *rest.Config, identityHost ...string) (*ControlPlane,
 	reg := prometheus.NewRegistry()
 	srv, err := identity.AddToManager(mgr, identity.Options{
 		Namespace: SystemNamespace, ServiceAccount: "skein-controller", Listener: lis, Metrics: reg,
-		DNSNames: []string{IdentityServerName, XDSServerName},
+		DNSNames: []string{IdentityServerName, XDSServerName, LoopbackServerName},
 	})
 	if err != nil {
 		return nil, errors.Join(err, lis.Close())
