@@ -41,17 +41,28 @@ func New(t testing.TB) *PKI {
 
 // Workload certifies a new key as the SPIFFE ID id.
 func (p *PKI) Workload(t testing.TB, id string) *tls.Certificate {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	u, err := url.Parse(id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), URIs: []*url.URL{u},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	return p.certify(t, &x509.Certificate{URIs: []*url.URL{u}})
+}
+
+// Server certifies a new key as the DNS name, as a control-plane service's certificate.
+func (p *PKI) Server(t testing.TB, dnsName string) *tls.Certificate {
+	return p.certify(t, &x509.Certificate{DNSNames: []string{dnsName}})
+}
+
+// certify signs a new key for the names in tmpl, for an hour, as both client and server.
+func (p *PKI) certify(t testing.TB, tmpl *x509.Certificate) *tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Minute), time.Now().Add(time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, key.Public(), p.key)
 	if err != nil {
 		t.Fatal(err)
