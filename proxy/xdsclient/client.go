@@ -1,0 +1,431 @@
+// Package xdsclient is skein-proxy's side of the control plane: it follows the Aggregated Discovery
+// Service with the incremental (delta) protocol, and turns the Listeners, RouteConfigurations,
+// Clusters and ClusterLoadAssignments it is sent into the destinations the outbound proxy reads.
+//
+// What it cannot apply it rejects one resource at a time: the response is NACKed with a message that
+// names each rejected resource and its problem, each rejected resource keeps its last good version
+// (or stays absent), and the rest of the response applies. A bad endpoint in one service then does
+// not freeze the configuration of all the others.
+package xdsclient
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/skeinmesh/skein/proxy/destinations"
+)
+
+// Config says where the control plane is, how to trust it and how to name the proxy to it.
+type Config struct {
+	// Addrs are the control plane's host:port addresses. The client starts with a random one, so
+	// that proxies spread over the replicas, and moves to the next when a stream ends.
+	Addrs []string
+	// ServerName is the DNS name the control plane's certificate must carry.
+	ServerName string
+	// Roots are the trust anchors the control plane's certificate must chain to.
+	Roots *x509.CertPool
+	// Certificate is the proxy's workload certificate, its client certificate; the client does not
+	// dial while there is none.
+	Certificate func() *tls.Certificate
+	// NodeID names the proxy to the control plane: xdsnames.NodeID(pod, namespace).
+	NodeID string
+	// Log hears what is applied and rejected; slog.Default() when nil.
+	Log *slog.Logger
+	// Metrics, when set, gets xds_updates_total and xds_connected.
+	Metrics prometheus.Registerer
+
+	// MinBackoff and MaxBackoff bound the wait between streams; 100ms and 10s when zero.
+	MinBackoff, MaxBackoff time.Duration
+	// InitialFetchTimeout bounds how long the first snapshot waits for the route configurations and
+	// assignments that listeners and clusters name, which the server may never send if they do not
+	// exist; 5s when zero.
+	InitialFetchTimeout time.Duration
+}
+
+// Client keeps a destinations snapshot current from the control plane. It is a destinations.Source.
+type Client struct {
+	cfg     Config
+	node    *corev3.Node
+	creds   credentials.TransportCredentials
+	updates *prometheus.CounterVec
+
+	current   atomic.Pointer[destinations.Snapshot]
+	ready     chan struct{}
+	connected atomic.Bool
+
+	// mu guards what follows, shared by the stream and the initial fetch timer.
+	mu sync.Mutex
+	// held is what has been applied, by type URL and name.
+	held map[string]map[string]resource
+	// subscribed are the route configurations and assignments asked for, each with whether the
+	// server has answered for it yet.
+	subscribed map[string]map[string]bool
+	// answered are the types a response has come for.
+	answered  map[string]bool
+	published bool
+	waitOver  bool
+	waitTimer *time.Timer
+}
+
+// resource is one applied resource: its version, to tell the server on reconnect, and what the
+// proxy uses of it.
+type resource struct {
+	version string
+	value   any
+}
+
+// wildcardTypes are subscribed to whole; the others by the names the wildcard ones give.
+var (
+	wildcardTypes = []string{listenerType, clusterType}
+	namedTypes    = []string{routeType, endpointType}
+	labels        = map[string]string{listenerType: "listener", routeType: "route", clusterType: "cluster", endpointType: "endpoint"}
+)
+
+// New checks the configuration; the client connects when Run is called.
+func New(cfg Config) (*Client, error) {
+	switch {
+	case len(cfg.Addrs) == 0:
+		return nil, errors.New("xdsclient: no control plane address")
+	case cfg.ServerName == "" || cfg.Roots == nil || cfg.Certificate == nil:
+		return nil, errors.New("xdsclient: the server name, trust anchors and certificate are all needed")
+	case cfg.NodeID == "":
+		return nil, errors.New("xdsclient: no node ID")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 10 * time.Second
+	}
+	if cfg.InitialFetchTimeout == 0 {
+		cfg.InitialFetchTimeout = 5 * time.Second
+	}
+	c := &Client{
+		cfg:  cfg,
+		node: &corev3.Node{Id: cfg.NodeID, Cluster: "skein-proxy", UserAgentName: "skein-proxy"},
+		creds: credentials.NewTLS(&tls.Config{
+			MinVersion: tls.VersionTLS13,
+			RootCAs:    cfg.Roots,
+			ServerName: cfg.ServerName,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				if cert := cfg.Certificate(); cert != nil {
+					return cert, nil
+				}
+				return nil, errors.New("no workload certificate yet")
+			},
+		}),
+		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xds_updates_total", Help: "xDS responses, by resource type and whether they were applied (ack) or not all (nack).",
+		}, []string{"type", "result"}),
+		ready:      make(chan struct{}),
+		held:       map[string]map[string]resource{},
+		subscribed: map[string]map[string]bool{},
+		answered:   map[string]bool{},
+	}
+	for typ := range labels {
+		c.held[typ] = map[string]resource{}
+	}
+	for _, typ := range namedTypes {
+		c.subscribed[typ] = map[string]bool{}
+	}
+	empty, _ := destinations.NewSnapshot(nil)
+	c.current.Store(empty)
+	if cfg.Metrics != nil {
+		cfg.Metrics.MustRegister(c.updates, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "xds_connected", Help: "Whether the proxy has a live stream to the control plane.",
+		}, func() float64 {
+			if c.connected.Load() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	return c, nil
+}
+
+// Snapshot is the current destinations; empty until Ready.
+func (c *Client) Snapshot() *destinations.Snapshot { return c.current.Load() }
+
+// Ready is closed when the first complete snapshot is in force.
+func (c *Client) Ready() <-chan struct{} { return c.ready }
+
+// Connected tells whether a stream to the control plane is live.
+func (c *Client) Connected() bool { return c.connected.Load() }
+
+// Run follows the control plane until ctx is done. When a stream ends it waits, doubling the wait
+// up to MaxBackoff with jitter, and opens one to the next address; the last good snapshot stays in
+// force meanwhile.
+func (c *Client) Run(ctx context.Context) error {
+	next := rand.IntN(len(c.cfg.Addrs))
+	failures := 0
+	for {
+		if err := c.waitForCertificate(ctx); err != nil {
+			return err
+		}
+		addr := c.cfg.Addrs[next]
+		heard, err := c.stream(ctx, addr)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if heard {
+			failures = 0
+		}
+		failures++
+		wait := backoff(failures, c.cfg.MinBackoff, c.cfg.MaxBackoff)
+		c.cfg.Log.Warn("Lost the control plane; keeping the last good destinations", "addr", addr, "err", err, "retry_in", wait)
+		next = (next + 1) % len(c.cfg.Addrs)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (c *Client) waitForCertificate(ctx context.Context) error {
+	t := time.NewTicker(c.cfg.MinBackoff)
+	defer t.Stop()
+	for c.cfg.Certificate() == nil {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// stream runs one ADS stream to addr until it fails; heard tells whether the server answered.
+func (c *Client) stream(ctx context.Context, addr string) (heard bool, err error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(c.creds))
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		return false, err
+	}
+	send := func(reqs []*discoveryv3.DeltaDiscoveryRequest) error {
+		for _, req := range reqs {
+			if err := s.Send(req); err != nil {
+				if errors.Is(err, io.EOF) { // the stream's status says why
+					_, err = s.Recv()
+				}
+				return err
+			}
+		}
+		return nil
+	}
+	c.mu.Lock()
+	reqs := c.initialRequests()
+	c.mu.Unlock()
+	if err := send(reqs); err != nil {
+		return false, err
+	}
+	for {
+		resp, err := s.Recv()
+		if err != nil {
+			return heard, err
+		}
+		if !heard {
+			heard = true
+			c.connected.Store(true)
+			defer c.connected.Store(false)
+			c.cfg.Log.Info("Following the control plane", "addr", addr)
+		}
+		if err := send(c.handle(resp)); err != nil {
+			return heard, err
+		}
+	}
+}
+
+// initialRequests open a stream: everything is subscribed to again, with the versions held, so
+// that the server sends only what changed.
+func (c *Client) initialRequests() []*discoveryv3.DeltaDiscoveryRequest {
+	var reqs []*discoveryv3.DeltaDiscoveryRequest
+	for _, typ := range slices.Concat(wildcardTypes, namedTypes) {
+		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, InitialResourceVersions: map[string]string{}}
+		if slices.Contains(wildcardTypes, typ) {
+			req.ResourceNamesSubscribe = []string{"*"}
+		} else if req.ResourceNamesSubscribe = slices.Sorted(maps.Keys(c.subscribed[typ])); len(req.ResourceNamesSubscribe) == 0 {
+			continue // an empty first request would be taken for a legacy wildcard subscription
+		}
+		for name, r := range c.held[typ] {
+			req.InitialResourceVersions[name] = r.version
+		}
+		reqs = append(reqs, req)
+	}
+	reqs[0].Node = c.node
+	return reqs
+}
+
+// handle applies a response, publishes the result, and returns the requests to send: the ACK or
+// NACK, then any change of subscriptions.
+func (c *Client) handle(resp *discoveryv3.DeltaDiscoveryResponse) []*discoveryv3.DeltaDiscoveryRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	typ := resp.GetTypeUrl()
+	ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, ResponseNonce: resp.GetNonce()}
+	decode, ok := decoders[typ]
+	if !ok {
+		ack.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: "type " + typ + " was not asked for"}
+		return []*discoveryv3.DeltaDiscoveryRequest{ack}
+	}
+	subscribed, named := c.subscribed[typ]
+	var problems []string
+	for _, r := range resp.GetResources() {
+		name := r.GetName()
+		if named {
+			if _, ok := subscribed[name]; !ok {
+				continue // sent before the server saw it unsubscribed
+			}
+			subscribed[name] = true
+		}
+		v, err := decode(name, r.GetResource())
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s %q: %v", typ[strings.LastIndexByte(typ, '.')+1:], name, err))
+			continue
+		}
+		c.held[typ][name] = resource{version: r.GetVersion(), value: v}
+	}
+	for _, name := range resp.GetRemovedResources() {
+		delete(c.held[typ], name)
+		if _, ok := subscribed[name]; ok {
+			subscribed[name] = true
+		}
+	}
+	c.answered[typ] = true
+
+	result := "ack"
+	if len(problems) > 0 {
+		result = "nack"
+		ack.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: strings.Join(problems, "; ")}
+		c.cfg.Log.Warn("Rejected xDS resources; their last good versions stay in force", "type", labels[typ], "problems", ack.ErrorDetail.Message)
+	}
+	c.cfg.Log.Debug("Applied xDS response", "type", labels[typ], "resources", len(resp.GetResources())-len(problems), "removed", len(resp.GetRemovedResources()))
+	c.updates.WithLabelValues(labels[typ], result).Inc()
+	reqs := append([]*discoveryv3.DeltaDiscoveryRequest{ack}, c.resubscribe()...)
+	c.publish()
+	return reqs
+}
+
+// resubscribe asks for the route configurations and assignments that what is held names, and stops
+// asking for the others, forgetting them.
+func (c *Client) resubscribe() []*discoveryv3.DeltaDiscoveryRequest {
+	wanted := map[string]map[string]bool{routeType: {}, endpointType: {}}
+	for _, r := range c.held[listenerType] {
+		if name := r.value.(*listener).routeName; name != "" {
+			wanted[routeType][name] = true
+		}
+	}
+	for _, r := range c.held[clusterType] {
+		wanted[endpointType][r.value.(*cluster).assignment] = true
+	}
+	var reqs []*discoveryv3.DeltaDiscoveryRequest
+	for _, typ := range namedTypes {
+		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ}
+		for name := range wanted[typ] {
+			if _, ok := c.subscribed[typ][name]; !ok {
+				req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, name)
+				c.subscribed[typ][name] = false
+			}
+		}
+		for name := range c.subscribed[typ] {
+			if !wanted[typ][name] {
+				req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, name)
+				delete(c.subscribed[typ], name)
+				delete(c.held[typ], name)
+			}
+		}
+		if len(req.ResourceNamesSubscribe)+len(req.ResourceNamesUnsubscribe) > 0 {
+			slices.Sort(req.ResourceNamesSubscribe)
+			slices.Sort(req.ResourceNamesUnsubscribe)
+			reqs = append(reqs, req)
+		}
+	}
+	return reqs
+}
+
+// publish puts a snapshot of what is held in force. The first one waits for the first listeners and
+// clusters, and for the route configurations and assignments they name, or InitialFetchTimeout, so
+// that the proxy does not start with services that have no endpoints only because they are on the way.
+func (c *Client) publish() {
+	if !c.published {
+		if !c.answered[listenerType] || !c.answered[clusterType] {
+			return
+		}
+		if missing := c.missing(); len(missing) > 0 && !c.waitOver {
+			if c.waitTimer == nil {
+				c.waitTimer = time.AfterFunc(c.cfg.InitialFetchTimeout, func() {
+					c.mu.Lock()
+					defer c.mu.Unlock()
+					c.waitOver = true
+					if missing := c.missing(); len(missing) > 0 {
+						c.cfg.Log.Warn("Starting without resources the control plane has not sent", "missing", missing)
+					}
+					c.publish()
+				})
+			}
+			return
+		}
+		c.published = true
+		defer close(c.ready)
+	}
+	snap, err := snapshot(c.held)
+	if err != nil {
+		c.cfg.Log.Error("Keeping the last good destinations", "err", err)
+		return
+	}
+	c.current.Store(snap)
+}
+
+// missing are the subscribed names the server has not answered for yet.
+func (c *Client) missing() []string {
+	var out []string
+	for _, typ := range namedTypes {
+		for name, answered := range c.subscribed[typ] {
+			if !answered {
+				out = append(out, labels[typ]+" "+name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// backoff doubles from lo up to hi with jitter, so that proxies that lost the same server do not
+// all come back at once.
+func backoff(failures int, lo, hi time.Duration) time.Duration {
+	d := lo
+	for i := 1; i < failures && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	return d/2 + rand.N(d/2+1)
+}
