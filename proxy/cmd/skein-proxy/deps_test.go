@@ -6,18 +6,63 @@ import (
 	"testing"
 )
 
-// TestProxyStaysSmall fails when skein-proxy comes to import Kubernetes client machinery: the proxy
-// runs in every pod, and what it links it pays for in memory and start-up everywhere.
+// TestProxyStaysSmall fails when skein-proxy comes to import Kubernetes client machinery or the
+// control plane: the proxy runs in every pod, and what it links it pays for in memory and start-up
+// everywhere.
 func TestProxyStaysSmall(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, pkg := range strings.Fields(string(out)) {
-		for _, banned := range []string{"k8s.io/", "sigs.k8s.io/", "github.com/cert-manager/", "github.com/skeinmesh/skein/internal/identity"} {
-			if strings.HasPrefix(pkg, banned) && pkg != "github.com/skeinmesh/skein/internal/identity/identitypb" && !strings.HasPrefix(pkg, "github.com/skeinmesh/skein/internal/identityclient") {
-				t.Errorf("skein-proxy imports %s", pkg)
-			}
+		if banned(pkg) {
+			t.Errorf("skein-proxy imports %s", pkg)
+		}
+	}
+}
+
+// banned tells whether skein-proxy must not link pkg. The contracts it shares with the control plane
+// (the identity service's protocol and client, xdsnames, spiffe) are allowed.
+func banned(pkg string) bool {
+	const skein = "github.com/skeinmesh/skein/"
+	if pkg == skein+"internal/identity/identitypb" || under(pkg, skein+"internal/identityclient") {
+		return false
+	}
+	for _, p := range []string{"k8s.io", "sigs.k8s.io", "github.com/cert-manager", skein + "internal/identity", skein + "internal/xds",
+		// go-control-plane's server side: caches and servers; the proxy needs only the protos.
+		"github.com/envoyproxy/go-control-plane/pkg"} {
+		if under(pkg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// under tells whether pkg is the package p or below it.
+func under(pkg, p string) bool { return pkg == p || strings.HasPrefix(pkg, p+"/") }
+
+func TestBanned(t *testing.T) {
+	tests := []struct {
+		pkg  string
+		want bool
+	}{
+		{"k8s.io/client-go/kubernetes", true},
+		{"sigs.k8s.io/controller-runtime", true},
+		{"github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1", true},
+		{"github.com/skeinmesh/skein/internal/identity", true},
+		{"github.com/skeinmesh/skein/internal/identity/identitypb", false},
+		{"github.com/skeinmesh/skein/internal/identityclient", false},
+		{"github.com/skeinmesh/skein/internal/xds", true},
+		{"github.com/skeinmesh/skein/internal/xds/compile", true},
+		{"github.com/skeinmesh/skein/internal/xdsnames", false},
+		{"github.com/skeinmesh/skein/internal/spiffe", false},
+		{"github.com/envoyproxy/go-control-plane/pkg/cache/v3", true},
+		{"github.com/envoyproxy/go-control-plane/envoy/config/listener/v3", false},
+		{"github.com/skeinmesh/skein/proxy/xdsclient", false},
+	}
+	for _, tt := range tests {
+		if got := banned(tt.pkg); got != tt.want {
+			t.Errorf("banned(%q) = %v, want %v", tt.pkg, got, tt.want)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/skeinmesh/skein/internal/identityclient"
+	"github.com/skeinmesh/skein/internal/xdsnames"
 	"github.com/skeinmesh/skein/proxy/admin"
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/inbound"
@@ -33,12 +35,14 @@ import (
 	"github.com/skeinmesh/skein/proxy/mtls"
 	"github.com/skeinmesh/skein/proxy/origdst"
 	"github.com/skeinmesh/skein/proxy/outbound"
+	"github.com/skeinmesh/skein/proxy/xdsclient"
 )
 
 // config is read from the environment, as the injector sets it, with flags for running by hand.
 type config struct {
 	identityAddr, identityServerName, identity, tokenPath, trustAnchors string
 	destinationsFile, opaquePorts                                       string
+	xdsAddr, xdsServerName, nodeID                                      string
 	inboundPort, outboundPort, adminPort, maxAuthorities                int
 	drainTimeout, detectTimeout, responseTimeout                        time.Duration
 	logLevel                                                            string
@@ -51,7 +55,10 @@ func main() {
 	flag.StringVar(&c.identity, "identity", os.Getenv("SKEIN_IDENTITY"), "This workload's SPIFFE ID")
 	flag.StringVar(&c.tokenPath, "token-path", envOr("SKEIN_TOKEN_PATH", "/var/run/secrets/mesh.skein.dev/serviceaccount/token"), "The projected ServiceAccount token")
 	flag.StringVar(&c.trustAnchors, "trust-anchors", os.Getenv("SKEIN_TRUST_ANCHORS"), "PEM trust anchors (or @file)")
-	flag.StringVar(&c.destinationsFile, "destinations-file", os.Getenv("SKEIN_DESTINATIONS_FILE"), "A static destinations file (JSON), used until xDS")
+	flag.StringVar(&c.destinationsFile, "destinations-file", os.Getenv("SKEIN_DESTINATIONS_FILE"), "A static destinations file (JSON), when there is no --xds-addr")
+	flag.StringVar(&c.xdsAddr, "xds-addr", os.Getenv("SKEIN_XDS_ADDR"), "host:port of the control plane's xDS service, a comma-separated list for several replicas; destinations then come from xDS")
+	flag.StringVar(&c.xdsServerName, "xds-server-name", envOr("SKEIN_XDS_SERVER_NAME", "skein-xds.skein-system.svc"), "Name the xDS service's certificate carries")
+	flag.StringVar(&c.nodeID, "node-id", defaultNodeID(), "How the proxy names itself to the control plane, <pod>.<namespace>; from POD_NAME and POD_NAMESPACE when they are set")
 	flag.StringVar(&c.opaquePorts, "opaque-ports", os.Getenv("SKEIN_OPAQUE_PORTS"), "Destination ports carried as TCP without protocol detection (servers that speak first), e.g. 25,3306,5432-5433")
 	flag.IntVar(&c.inboundPort, "inbound-port", envInt("SKEIN_INBOUND_PORT", 4143), "Port of redirected inbound traffic")
 	flag.IntVar(&c.outboundPort, "outbound-port", envInt("SKEIN_OUTBOUND_PORT", 4140), "Port of redirected outbound traffic")
@@ -82,18 +89,9 @@ func run(c config) error {
 	if !roots.AppendCertsFromPEM(anchors) {
 		return errors.New("--trust-anchors: no PEM certificate found")
 	}
-	var dests destinations.Source
-	if c.destinationsFile != "" {
-		f, err := destinations.NewFile(c.destinationsFile)
-		if err != nil {
-			return err
-		}
-		f.OnError = func(err error) { log.Warn("Keeping the last good destinations", "err", err) }
-		go f.Watch(time.Second, make(chan struct{}))
-		dests = f
-	} else {
-		snap, _ := destinations.NewSnapshot(nil)
-		dests = destinations.NewStatic(snap)
+	xdsAddrs, err := c.xdsAddrs()
+	if err != nil {
+		return err
 	}
 
 	ic, err := identityclient.New(identityclient.Config{
@@ -118,6 +116,10 @@ func run(c config) error {
 		return 0
 	}))
 
+	dests, err := destinationsFrom(c, xdsAddrs, log, roots, certs, reg)
+	if err != nil {
+		return err
+	}
 	opaque, err := iptables.ParsePorts(c.opaquePorts)
 	if err != nil {
 		return fmt.Errorf("--opaque-ports: %w", err)
@@ -160,6 +162,73 @@ func run(c config) error {
 	out.Drain(drainCtx)
 	_ = adminSrv.Shutdown(drainCtx)
 	return nil
+}
+
+// xdsAddrs reads --xds-addr and checks that the flags that go with it are coherent.
+func (c config) xdsAddrs() ([]string, error) {
+	var addrs []string
+	for _, a := range strings.Split(c.xdsAddr, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("--xds-addr: %q is not host:port", a)
+		}
+		addrs = append(addrs, a)
+	}
+	if len(addrs) == 0 {
+		return nil, nil
+	}
+	if c.destinationsFile != "" {
+		return nil, errors.New("--destinations-file and --xds-addr are both set: with --xds-addr, destinations come from the control plane; drop one of them")
+	}
+	if c.nodeID == "" {
+		return nil, errors.New("--xds-addr needs --node-id, or POD_NAME and POD_NAMESPACE set")
+	}
+	if _, _, err := xdsnames.ParseNodeID(c.nodeID); err != nil {
+		return nil, fmt.Errorf("--node-id: %w", err)
+	}
+	return addrs, nil
+}
+
+// destinationsFrom is where the outbound proxy learns of destinations: the control plane when there
+// are xdsAddrs, else the destinations file, else nowhere. The proxy serves whether or not the control
+// plane answers, with the last destinations it had. Both sources keep following changes while the
+// proxy drains, since requests in flight still pick endpoints.
+func destinationsFrom(c config, xdsAddrs []string, log *slog.Logger, roots *x509.CertPool, certs mtls.Certificates, reg prometheus.Registerer) (destinations.Source, error) {
+	switch {
+	case len(xdsAddrs) > 0:
+		xc, err := xdsclient.New(xdsclient.Config{Addrs: xdsAddrs, ServerName: c.xdsServerName, Roots: roots, Certificate: certs,
+			NodeID: c.nodeID, Log: log, Metrics: reg})
+		if err != nil {
+			return nil, err
+		}
+		go func() { _ = xc.Run(context.Background()) }()
+		go func() {
+			<-xc.Ready()
+			log.Info("Destinations from the control plane are in force", "services", len(xc.Snapshot().Services))
+		}()
+		return xc, nil
+	case c.destinationsFile != "":
+		f, err := destinations.NewFile(c.destinationsFile)
+		if err != nil {
+			return nil, err
+		}
+		f.OnError = func(err error) { log.Warn("Keeping the last good destinations", "err", err) }
+		go f.Watch(time.Second, make(chan struct{}))
+		return f, nil
+	default:
+		snap, _ := destinations.NewSnapshot(nil)
+		return destinations.NewStatic(snap), nil
+	}
+}
+
+// defaultNodeID is the node ID of a pod whose name and namespace the injector put in the environment.
+func defaultNodeID() string {
+	if name, ns := os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE"); name != "" && ns != "" {
+		return xdsnames.NodeID(name, ns)
+	}
+	return ""
 }
 
 // originalDst is where a redirected connection was going.

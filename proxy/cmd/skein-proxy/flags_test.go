@@ -1,0 +1,37 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestXDSAddrs(t *testing.T) {
+	tests := []struct {
+		name    string
+		c       config
+		want    []string
+		wantErr string
+	}{
+		{name: "no xDS", c: config{destinationsFile: "/etc/destinations.json"}},
+		{name: "a list", c: config{xdsAddr: "10.0.0.1:8443, skein-xds-1:8443,", nodeID: "web-0.default"}, want: []string{"10.0.0.1:8443", "skein-xds-1:8443"}},
+		{name: "with a destinations file", c: config{xdsAddr: "skein-xds:8443", nodeID: "web-0.default", destinationsFile: "/etc/destinations.json"}, wantErr: "--destinations-file and --xds-addr are both set"},
+		{name: "without a node ID", c: config{xdsAddr: "skein-xds:8443"}, wantErr: "needs --node-id"},
+		{name: "a bad node ID", c: config{xdsAddr: "skein-xds:8443", nodeID: "web-0"}, wantErr: "--node-id"},
+		{name: "no port", c: config{xdsAddr: "skein-xds", nodeID: "web-0.default"}, wantErr: "not host:port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.c.xdsAddrs()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want one that says %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Errorf("xdsAddrs() = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
