@@ -9,6 +9,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -19,13 +20,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/controllers"
 	"github.com/skeinmesh/skein/internal/certmanager"
 	"github.com/skeinmesh/skein/internal/identity"
@@ -92,6 +96,91 @@ type ControlPlane struct {
 	identity *identity.Server
 	cancel   context.CancelFunc
 	done     chan error
+}
+
+// Mesh is where most suites start: an API server with cert-manager and a control plane running,
+// and the MeshConfig sample applied and Ready.
+type Mesh struct {
+	*Cluster
+	ControlPlane *ControlPlane
+	// Anchors is the trust bundle (PEM); Roots holds the same certificates.
+	Anchors []byte
+	Roots   *x509.CertPool
+
+	stopCertManager func() error
+}
+
+// StartMesh starts a Mesh; identityHost is as for StartControlPlane.
+func StartMesh(ctx context.Context, identityHost ...string) (m *Mesh, err error) {
+	m = &Mesh{}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, m.Stop())
+		}
+	}()
+	if m.Cluster, err = StartCluster(); err != nil {
+		return m, err
+	}
+	if m.stopCertManager, err = StartCertManager(m.Cluster); err != nil {
+		return m, err
+	}
+	if m.ControlPlane, err = StartControlPlane(m.Config, identityHost...); err != nil {
+		return m, err
+	}
+	if m.Anchors, err = ApplyMeshConfig(ctx, m.Cluster); err != nil {
+		return m, err
+	}
+	m.Roots = x509.NewCertPool()
+	if !m.Roots.AppendCertsFromPEM(m.Anchors) {
+		return m, errors.New("the trust bundle holds no certificate")
+	}
+	for deadline := time.Now().Add(time.Minute); m.ControlPlane.Issuer() == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return m, errors.New("the identity service loaded no issuer within a minute")
+		}
+	}
+	return m, nil
+}
+
+// Stop stops what StartMesh started, the control plane first.
+func (m *Mesh) Stop() error {
+	var errs []error
+	if m.ControlPlane != nil {
+		errs = append(errs, m.ControlPlane.Stop())
+	}
+	if m.stopCertManager != nil {
+		errs = append(errs, m.stopCertManager())
+	}
+	if m.Cluster != nil {
+		errs = append(errs, m.Cluster.Stop())
+	}
+	return errors.Join(errs...)
+}
+
+// ApplyMeshConfig applies the MeshConfig sample, as a user would with kubectl, waits until the
+// mesh is Ready (cert-manager and a control plane must run), and returns the trust bundle (PEM).
+func ApplyMeshConfig(ctx context.Context, c *Cluster) ([]byte, error) {
+	root, err := localcluster.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Kubectl(ctx, nil, "apply", "-f", filepath.Join(root, "config", "samples", "mesh_v1alpha1_meshconfig.yaml")); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		mc := &meshv1.MeshConfig{}
+		bundle := &corev1.ConfigMap{}
+		if c.Client.Get(ctx, client.ObjectKey{Name: meshv1.MeshConfigName}, mc) == nil &&
+			meta.IsStatusConditionTrue(mc.Status.Conditions, meshv1.ConditionReady) &&
+			c.Client.Get(ctx, client.ObjectKey{Namespace: SystemNamespace, Name: meshv1.TrustBundleName}, bundle) == nil {
+			return []byte(bundle.Data[meshv1.TrustBundleKey]), nil
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("the MeshConfig did not become Ready within a minute")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // IdentityServerName and XDSServerName are names the control plane's certificate carries in tests.

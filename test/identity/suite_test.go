@@ -6,23 +6,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"path/filepath"
 	"testing"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	pb "github.com/skeinmesh/skein/internal/identity/identitypb"
-	"github.com/skeinmesh/skein/internal/localcluster"
 	"github.com/skeinmesh/skein/test/framework"
 )
 
@@ -43,34 +37,11 @@ func TestIdentity(t *testing.T) {
 
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	var err error
-	cluster, err = framework.StartCluster()
+	By("starting cert-manager and the control plane, and applying the MeshConfig sample to an empty cluster")
+	mesh, err := framework.StartMesh(ctx)
 	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(cluster.Stop)
-	k8s = cluster.Client
-	stopCertManager, err := framework.StartCertManager(cluster)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(stopCertManager)
-	cp, err = framework.StartControlPlane(cluster.Config)
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(cp.Stop)
-
-	By("applying the MeshConfig sample to an empty cluster")
-	root, err := localcluster.RepoRoot()
-	Expect(err).NotTo(HaveOccurred())
-	_, err = cluster.Kubectl(ctx, nil, "apply", "-f", filepath.Join(root, "config", "samples", "mesh_v1alpha1_meshconfig.yaml"))
-	Expect(err).NotTo(HaveOccurred())
-	Eventually(func(g Gomega) {
-		mc := &meshv1.MeshConfig{}
-		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: meshv1.MeshConfigName}, mc)).To(Succeed())
-		g.Expect(meta.IsStatusConditionTrue(mc.Status.Conditions, meshv1.ConditionReady)).To(BeTrue())
-	}, time.Minute, 100*time.Millisecond).Should(Succeed())
-
-	bundle := &corev1.ConfigMap{}
-	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.TrustBundleName}, bundle)).To(Succeed())
-	anchorsPEM = []byte(bundle.Data[meshv1.TrustBundleKey])
-	roots = x509.NewCertPool()
-	Expect(roots.AppendCertsFromPEM(anchorsPEM)).To(BeTrue())
+	DeferCleanup(mesh.Stop)
+	cluster, cp, k8s, anchorsPEM, roots = mesh.Cluster, mesh.ControlPlane, mesh.Client, mesh.Anchors, mesh.Roots
 })
 
 // rawClient talks to Certify directly, for requests no well-behaved client would send.
