@@ -201,8 +201,11 @@ func loadAssignment(name string, port corev1.ServicePort, slices []discoveryv1.E
 	})
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
 	if len(lbs) > 0 {
-		// grpc-go ignores localities without a weight.
-		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs, LoadBalancingWeight: wrapperspb.UInt32(1)}}
+		// grpc-go ignores localities without a weight, and rejects the whole resource when a
+		// locality has no Locality message, even an empty one: one locality, "", holds every endpoint.
+		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{
+			Locality: &corev3.Locality{}, LbEndpoints: lbs, LoadBalancingWeight: wrapperspb.UInt32(1),
+		}}
 	}
 	return cla
 }

@@ -77,6 +77,9 @@ func TestCompileOneServicePort(t *testing.T) {
 	g.Expect(res[resource.ClusterType][name].(*clusterv3.Cluster).GetType()).To(Equal(clusterv3.Cluster_EDS))
 
 	cla := res[resource.EndpointType][name].(*endpointv3.ClusterLoadAssignment)
+	g.Expect(cla.GetEndpoints()).To(HaveLen(1))
+	g.Expect(cla.GetEndpoints()[0].GetLocality()).NotTo(BeNil(), "grpc-go rejects a locality without one")
+	g.Expect(cla.GetEndpoints()[0].GetLoadBalancingWeight().GetValue()).To(BeEquivalentTo(1), "grpc-go ignores a locality without a weight")
 	lbs := cla.GetEndpoints()[0].GetLbEndpoints()
 	g.Expect(lbs).To(HaveLen(3), "the endpoint neither ready nor serving is left out")
 	type seen struct {
