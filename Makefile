@@ -76,6 +76,10 @@ bench-identity: ## Certificates signed per second per core through the identity 
 bench-proxy: test-bins ## skein-proxy's latency, max RPS, CPU and memory against no proxy and two HAProxy with mTLS (root).
 	test/bench/proxy.sh
 
+.PHONY: bench-xds
+bench-xds: test-bins ## 1,000 delta-ADS clients on one control plane: TrafficSplit change to every ACK (p50/p99), heap per client.
+	go run ./test/bench/xds $(BENCH_XDS_FLAGS)
+
 ##@ Build
 
 .PHONY: build
