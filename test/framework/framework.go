@@ -197,11 +197,33 @@ const (
 // server at cfg until Stop. The control plane's namespace is SystemNamespace. The services listen on
 // 127.0.0.1, or on identityHost when given (a bridge address that pods in network namespaces reach).
 func StartControlPlane(cfg *rest.Config, identityHost ...string) (*ControlPlane, error) {
+	host := "127.0.0.1"
+	if len(identityHost) > 0 {
+		host = identityHost[0]
+	}
+	return StartControlPlaneWith(cfg, ControlPlaneOptions{IdentityAddr: net.JoinHostPort(host, "0"), XDSAddr: net.JoinHostPort(host, "0")})
+}
+
+// ControlPlaneOptions place a control plane started by StartControlPlaneWith.
+type ControlPlaneOptions struct {
+	// IdentityAddr and XDSAddr are where the services listen: a fixed port lets a test stop a
+	// control plane and start another that its proxies find again.
+	IdentityAddr, XDSAddr string
+	// LeaderElection runs the reconcilers in one replica at a time, as the Deployment does with
+	// several replicas. The identity and xDS services run in every replica regardless.
+	LeaderElection bool
+}
+
+// StartControlPlaneWith is StartControlPlane with every option.
+func StartControlPlaneWith(cfg *rest.Config, o ControlPlaneOptions) (*ControlPlane, error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme.New(),
-		Cache:                  controllers.CacheOptions(SystemNamespace),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
+		Scheme:                  scheme.New(),
+		Cache:                   controllers.CacheOptions(SystemNamespace),
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  "0",
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        "controller.mesh.skein.dev",
+		LeaderElectionNamespace: SystemNamespace,
 		// Several control planes may share a test process, one per simulated cluster.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
@@ -211,11 +233,7 @@ func StartControlPlane(cfg *rest.Config, identityHost ...string) (*ControlPlane,
 	if err := controllers.Setup(mgr, SystemNamespace); err != nil {
 		return nil, err
 	}
-	host := "127.0.0.1"
-	if len(identityHost) > 0 {
-		host = identityHost[0]
-	}
-	lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	lis, err := net.Listen("tcp", o.IdentityAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +245,7 @@ func StartControlPlane(cfg *rest.Config, identityHost ...string) (*ControlPlane,
 	if err != nil {
 		return nil, errors.Join(err, lis.Close())
 	}
-	xdsLis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	xdsLis, err := net.Listen("tcp", o.XDSAddr)
 	if err != nil {
 		return nil, errors.Join(err, lis.Close())
 	}

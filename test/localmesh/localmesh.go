@@ -19,13 +19,17 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/identity"
 	"github.com/skeinmesh/skein/internal/spiffe"
+	"github.com/skeinmesh/skein/internal/xdsnames"
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/iptables"
 	"github.com/skeinmesh/skein/test/netns"
@@ -46,6 +50,10 @@ type Options struct {
 	TrustAnchors string
 	// TrustDomain of the identities; cluster.local when empty.
 	TrustDomain string
+	// XDSAddrs, when set, are the control-plane replicas the proxies fetch their destinations from
+	// (checking XDSServerName), and AddPod creates a Pod object for each pod, as its node.
+	XDSAddrs      []string
+	XDSServerName string
 }
 
 // Mesh runs pods.
@@ -94,7 +102,8 @@ type Pod struct {
 	workloadEx, proxyEx chan struct{}
 }
 
-// AddPod runs a pod as a ServiceAccount, whose proxy knows the destinations given.
+// AddPod runs a pod as a ServiceAccount. Its proxy knows the destinations given or, with
+// XDSAddrs, those the control plane sends it.
 func (m *Mesh) AddPod(name, namespace, serviceAccount string, dests []destinations.Service) (*Pod, error) {
 	np, err := m.Network.AddPod(name)
 	if err != nil {
@@ -105,21 +114,29 @@ func (m *Mesh) AddPod(name, namespace, serviceAccount string, dests []destinatio
 	if err != nil {
 		return nil, err
 	}
-	doc, err := json.Marshal(map[string]any{"services": dests})
-	if err != nil {
-		return nil, err
+	tokenPath, anchors := m.file(name+".token", token), m.file("anchors.pem", []byte(m.TrustAnchors))
+	args := []string{"--identity-addr", m.IdentityAddr, "--identity-server-name", m.IdentityServerName,
+		"--identity", id.String(), "--token-path", tokenPath, "--trust-anchors", "@" + anchors, "--log-level", "debug"}
+	if len(m.XDSAddrs) > 0 {
+		if err := m.createPod(name, namespace, serviceAccount, np.IP.String()); err != nil {
+			return nil, err
+		}
+		args = append(args, "--xds-addr", strings.Join(m.XDSAddrs, ","), "--xds-server-name", m.XDSServerName,
+			"--node-id", xdsnames.NodeID(name, namespace))
+	} else {
+		doc, err := json.Marshal(map[string]any{"services": dests})
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--destinations-file", m.file(name+".destinations.json", doc))
 	}
-	tokenPath, destPath, anchors := m.file(name+".token", token), m.file(name+".destinations.json", doc), m.file("anchors.pem", []byte(m.TrustAnchors))
 	p := &Pod{Pod: np, ID: id, Admin: fmt.Sprintf("http://%s:4191", np.IP), mesh: m,
 		newWorkload: func() *exec.Cmd {
-			return np.Command(m.ctx, m.workload, "-mode", "serve", "-addr", ":8080", "-tcp-addr", ":9000")
+			cmd := np.Command(m.ctx, m.workload, "-mode", "serve", "-addr", ":8080", "-tcp-addr", ":9000")
+			cmd.Env = append(os.Environ(), "POD_NAME="+name)
+			return cmd
 		},
-		newProxy: func() *exec.Cmd {
-			return np.CommandAs(m.ctx, ProxyUID, m.proxy,
-				"--identity-addr", m.IdentityAddr, "--identity-server-name", m.IdentityServerName,
-				"--identity", id.String(), "--token-path", tokenPath, "--trust-anchors", "@"+anchors,
-				"--destinations-file", destPath, "--log-level", "debug")
-		},
+		newProxy: func() *exec.Cmd { return np.CommandAs(m.ctx, ProxyUID, m.proxy, args...) },
 	}
 	if err := p.start(); err != nil {
 		return nil, err
@@ -128,6 +145,68 @@ func (m *Mesh) AddPod(name, namespace, serviceAccount string, dests []destinatio
 		return nil, err
 	}
 	return p, p.WaitReady()
+}
+
+// createPod records a running meshed pod in the API server, as the kubelet would, so that the
+// control plane knows its identity and lets its proxy fetch configuration as its node.
+func (m *Mesh) createPod(name, namespace, serviceAccount, ip string) error {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{"app": name}},
+		Spec: corev1.PodSpec{ServiceAccountName: serviceAccount, Containers: []corev1.Container{
+			{Name: "app", Image: "skein-workload"}, {Name: meshv1.ProxyContainerName, Image: "skein-proxy"},
+		}},
+	}
+	if err := m.Client.Create(m.ctx, pod); err != nil {
+		return fmt.Errorf("creating pod %s/%s: %w", namespace, name, err)
+	}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
+	return m.Client.Status().Update(m.ctx, pod)
+}
+
+// Serve makes a Service, port 80 to the pods' 8080, and its EndpointSlice listing pods, as the
+// EndpointSlice controller would (none runs here). It returns the Service's ClusterIP.
+func (m *Mesh) Serve(name, namespace string, pods ...*Pod) (string, error) {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}
+	if err := m.Client.Create(m.ctx, svc); err != nil {
+		return "", fmt.Errorf("creating service %s/%s: %w", namespace, name, err)
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
+	}
+	if err := m.Client.Create(m.ctx, slice); err != nil {
+		return "", err
+	}
+	return svc.Spec.ClusterIP, m.SetEndpoints(name, namespace, pods, nil)
+}
+
+// SetEndpoints writes the Service's EndpointSlice: ready pods, and terminating pods that still
+// serve (a graceful removal in progress).
+func (m *Mesh) SetEndpoints(service, namespace string, ready, terminating []*Pod) error {
+	slice := &discoveryv1.EndpointSlice{}
+	if err := m.Client.Get(m.ctx, client.ObjectKey{Namespace: namespace, Name: service}, slice); err != nil {
+		return err
+	}
+	slice.Endpoints = nil
+	for _, group := range []struct {
+		pods []*Pod
+		cond discoveryv1.EndpointConditions
+	}{
+		{ready, discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true)}},
+		{terminating, discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(true), Terminating: ptr.To(true)}},
+	} {
+		for _, p := range group.pods {
+			slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
+				Addresses: []string{p.IP.String()}, Conditions: group.cond,
+				TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: p.ID.Namespace, Name: p.Name},
+			})
+		}
+	}
+	return m.Client.Update(m.ctx, slice)
 }
 
 // token gets a token for the identity's ServiceAccount, made if missing, as the kubelet projects it.

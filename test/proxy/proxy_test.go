@@ -11,20 +11,15 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/test/framework"
 	"github.com/skeinmesh/skein/test/localmesh"
 	"github.com/skeinmesh/skein/test/netns"
 )
 
-// newMesh starts a control plane whose identity service the pods of a new network reach.
-func newMesh(t *testing.T) *localmesh.Mesh {
+// newMesh starts a control plane whose services the pods of a new network reach. With xds, their
+// proxies take their destinations from its xDS service rather than from files.
+func newMesh(t *testing.T, xds bool) (*localmesh.Mesh, *framework.Mesh) {
 	if err := netns.Supported(); err != nil {
 		t.Fatal(err)
 	}
@@ -33,43 +28,23 @@ func newMesh(t *testing.T) *localmesh.Mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cluster, err := framework.StartCluster()
+	fm, err := framework.StartMesh(ctx, network.Gateway.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cluster.Stop() })
-	stopCM, err := framework.StartCertManager(cluster)
+	t.Cleanup(func() { fm.Stop() })
+	o := localmesh.Options{
+		Client: fm.Client, Network: network, IdentityAddr: fm.ControlPlane.IdentityAddr, IdentityServerName: framework.IdentityServerName,
+		TrustAnchors: string(fm.Anchors),
+	}
+	if xds {
+		o.XDSAddrs, o.XDSServerName = []string{fm.ControlPlane.XDSAddr}, framework.XDSServerName
+	}
+	m, err := localmesh.New(ctx, t, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { stopCM() })
-	cp, err := framework.StartControlPlane(cluster.Config, network.Gateway.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cp.Stop() })
-
-	k8s := cluster.Client
-	if err := k8s.Create(ctx, &meshv1.MeshConfig{ObjectMeta: metav1.ObjectMeta{Name: meshv1.MeshConfigName}}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, time.Minute, "the MeshConfig to be Ready", func() bool {
-		mc := &meshv1.MeshConfig{}
-		return k8s.Get(ctx, client.ObjectKey{Name: meshv1.MeshConfigName}, mc) == nil &&
-			meta.IsStatusConditionTrue(mc.Status.Conditions, meshv1.ConditionReady)
-	})
-	bundle := &corev1.ConfigMap{}
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.TrustBundleName}, bundle); err != nil {
-		t.Fatal(err)
-	}
-	m, err := localmesh.New(ctx, t, localmesh.Options{
-		Client: k8s, Network: network, IdentityAddr: cp.IdentityAddr, IdentityServerName: framework.IdentityServerName,
-		TrustAnchors: bundle.Data[meshv1.TrustBundleKey],
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return m, fm
 }
 
 func addPod(t *testing.T, m *localmesh.Mesh, name, serviceAccount string, dests ...destinations.Service) *localmesh.Pod {
@@ -86,7 +61,7 @@ func endpoint(p *localmesh.Pod, port uint16) destinations.Endpoint {
 }
 
 func TestMeshedPodsTalkOverMTLS(t *testing.T) {
-	m := newMesh(t)
+	m, _ := newMesh(t, false)
 	capture := startCapture(t, m.Network.Bridge)
 	server := addPod(t, m, "server", "server")
 	b := server.IP.String()
@@ -149,7 +124,7 @@ func TestMeshedPodsTalkOverMTLS(t *testing.T) {
 // TestRollingRestartUnderLoadLosesNothing restarts, one after the other, the two pods behind a
 // service while a client sends requests to it without pause.
 func TestRollingRestartUnderLoadLosesNothing(t *testing.T) {
-	m := newMesh(t)
+	m, _ := newMesh(t, false)
 	s1 := addPod(t, m, "server-1", "server")
 	s2 := addPod(t, m, "server-2", "server")
 	const authority = "server.shop.svc.cluster.local:8080"

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +61,7 @@ func serve(httpAddr, tcpAddr string) error {
 			w.Header().Set("Grpc-Status", "0")
 			return
 		}
+		w.Header().Set("Served-By", os.Getenv("POD_NAME"))
 		fmt.Fprintf(w, "%s %s %s %s", r.Proto, r.URL.Path, r.Header.Get("Skein-Client-Id"), b)
 	})
 	l, err := net.Listen("tcp", tcpAddr)
@@ -119,11 +121,13 @@ func callHTTP(mode, addr, body string) error {
 	return nil
 }
 
-// load sends GET requests for duration and prints "ok=<n> failed=<n>" and the first failures.
+// load sends GET requests for duration and prints "ok=<n> failed=<n>", which pods served them
+// ("served-by <pod>=<n> ..." from the servers' $POD_NAME) and the first failures.
 func load(addr, host string, duration time.Duration, workers int) error {
 	var mu sync.Mutex
 	ok, failed := 0, 0
 	var failures []string
+	servedBy := map[string]int{}
 	deadline := time.Now().Add(duration)
 	var wg sync.WaitGroup
 	for range workers {
@@ -135,7 +139,9 @@ func load(addr, host string, duration time.Duration, workers int) error {
 				req, _ := http.NewRequest("GET", "http://"+addr+"/load", nil)
 				req.Host = host
 				resp, err := c.Do(req)
+				by := ""
 				if err == nil {
+					by = resp.Header.Get("Served-By")
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					if resp.StatusCode != 200 {
@@ -150,6 +156,7 @@ func load(addr, host string, duration time.Duration, workers int) error {
 					}
 				} else {
 					ok++
+					servedBy[by]++
 				}
 				mu.Unlock()
 			}
@@ -157,6 +164,12 @@ func load(addr, host string, duration time.Duration, workers int) error {
 	}
 	wg.Wait()
 	fmt.Printf("ok=%d failed=%d\n", ok, failed)
+	pods := make([]string, 0, len(servedBy))
+	for pod, n := range servedBy {
+		pods = append(pods, fmt.Sprintf("%s=%d", pod, n))
+	}
+	sort.Strings(pods)
+	fmt.Println("served-by", strings.Join(pods, " "))
 	for _, f := range failures {
 		fmt.Println("failure:", f)
 	}

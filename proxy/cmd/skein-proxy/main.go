@@ -143,7 +143,9 @@ func run(c config) error {
 		return err
 	}
 	var draining atomic.Bool
-	adm := &admin.Server{Metrics: reg, Shutdown: stop, Ready: func() bool { return ic.Certificate() != nil && !draining.Load() }}
+	// Ready once the proxy has a certificate and, from the control plane, its first destinations:
+	// the application, started after its proxy is ready, then finds its services routed.
+	adm := &admin.Server{Metrics: reg, Shutdown: stop, Ready: func() bool { return ic.Certificate() != nil && loaded(dests) && !draining.Load() }}
 	adminSrv := &http.Server{Addr: ":" + strconv.Itoa(c.adminPort), Handler: adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = adminSrv.ListenAndServe() }()
 	go func() { _ = in.Serve(inLis) }()
@@ -220,6 +222,20 @@ func destinationsFrom(c config, xdsAddrs []string, log *slog.Logger, roots *x509
 	default:
 		snap, _ := destinations.NewSnapshot(nil)
 		return destinations.NewStatic(snap), nil
+	}
+}
+
+// loaded tells whether a source that loads in the background (xDS) has its first snapshot.
+func loaded(src destinations.Source) bool {
+	r, ok := src.(interface{ Ready() <-chan struct{} })
+	if !ok {
+		return true
+	}
+	select {
+	case <-r.Ready():
+		return true
+	default:
+		return false
 	}
 }
 
