@@ -113,6 +113,7 @@ type demo struct {
 	root            string
 	cluster         *localcluster.Cluster
 	identityAddr    string
+	xdsAddr         string
 	pods            *podsT
 	network         *netns.Network
 	podsUnsupported error
@@ -158,8 +159,12 @@ func (d *demo) startController(ctx context.Context, identityHost string) (stop f
 	if d.identityAddr, err = freeAddr(identityHost); err != nil {
 		return nil, err
 	}
+	if d.xdsAddr, err = freeAddr(identityHost); err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(d.Controller, "--kubeconfig", d.cluster.Kubeconfig, "--namespace", Namespace,
-		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0", "--identity-bind-address="+d.identityAddr)
+		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0",
+		"--identity-bind-address="+d.identityAddr, "--xds-bind-address="+d.xdsAddr)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()

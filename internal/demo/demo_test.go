@@ -15,7 +15,8 @@ import (
 
 // TestDemoOnce runs the demo as `DEMO_ONCE=1 make demo` does, with the control plane built from this
 // tree, and checks that it shows a Ready MeshConfig, a Healthy MeshStatus, the trust chain cert-manager
-// issued, a workload certified by the identity service, and traffic between two meshed pods.
+// issued, a workload certified by the identity service, and traffic between meshed pods configured
+// over xDS, shared by the sample TrafficSplit.
 func TestDemoOnce(t *testing.T) {
 	root, err := localcluster.RepoRoot()
 	if err != nil {
@@ -42,9 +43,11 @@ func TestDemoOnce(t *testing.T) {
 		`meshstatus.mesh.skein.dev/default\s+Healthy\s+0/0`,
 		`certificate.cert-manager.io/skein-identity-issuer\s+True`,
 		`certificate for spiffe://cluster.local/ns/default/sa/web\n\s+issued by "identity.cluster.local", valid 24h0m20s`,
-		`client -> web:8080 over http1 answered: 200 HTTP/1.1 /http1 spiffe://cluster.local/ns/default/sa/client hello-from-client`,
+		`client -> web:80 over http1 answered: 200 HTTP/1.1 /http1 spiffe://cluster.local/ns/default/sa/client hello-from-client`,
+		`client -> web:80 over grpc\s+answered: 200 grpc-status=0`,
 		`client -> web:9000 over tcp\s+answered: echo: hello-from-client`,
-		`tcp_open_total\{direction="inbound",tls="true"\} 2`,
+		`ok=\d+ failed=0\s+served-by web-canary-1=\d+ web-stable-1=\d+`,
+		`xds_updates_total\{result="ack",type="endpoint"\} [1-9]`,
 		`==> Stopping the API server`,
 	} {
 		if !regexp.MustCompile(want).Match(out.Bytes()) {

@@ -4,71 +4,114 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
-	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/test/localmesh"
 )
 
-// meshedPods runs two meshed pods, each a network namespace with proxy-init's rules, the workload and
-// skein-proxy certified by the identity service, and sends traffic from one to the other.
+// meshedPods runs meshed pods, each a network namespace with proxy-init's rules, the workload and
+// skein-proxy certified by the identity service and configured over xDS by the control plane, and
+// sends traffic through the sample TrafficSplit: web -> web-stable 90%, web-canary 10%.
 func (d *demo) meshedPods(ctx context.Context) error {
 	if d.podsUnsupported != nil {
 		d.say("Skipping meshed pods: " + d.podsUnsupported.Error())
 		return nil
 	}
-	d.say("Two meshed pods, each a network namespace with proxy-init's iptables rules, the workload and skein-proxy (log: " + d.pods.log + ")")
+	d.say("Meshed pods, each a network namespace with proxy-init's iptables rules, the workload and skein-proxy, configured over xDS (log: " + d.pods.log + ")")
 	bundle := &corev1.ConfigMap{}
 	if err := d.cluster.Client.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: meshv1.TrustBundleName}, bundle); err != nil {
 		return err
 	}
 	var m *localmesh.Mesh
-	var web, client *localmesh.Pod
+	var stable, canary, caller *localmesh.Pod
+	var webIP string
 	err := d.pods.do(func() {
 		var err error
 		if m, err = localmesh.New(ctx, d.pods, localmesh.Options{
 			Client: d.cluster.Client, Network: d.network, IdentityAddr: d.identityAddr,
 			IdentityServerName: "skein-identity." + Namespace + ".svc", TrustAnchors: bundle.Data[meshv1.TrustBundleKey],
+			XDSAddrs: []string{d.xdsAddr}, XDSServerName: "skein-xds." + Namespace + ".svc",
 		}); err != nil {
 			d.pods.Fatal(err)
 		}
-		if web, err = m.AddPod("web", "default", "web", nil); err != nil {
+		for _, p := range []struct {
+			pod  **localmesh.Pod
+			name string
+		}{{&stable, "web-stable-1"}, {&canary, "web-canary-1"}} {
+			if *p.pod, err = m.AddPod(p.name, "default", "web", nil); err != nil {
+				d.pods.Fatal(err)
+			}
+		}
+		if caller, err = m.AddPod("client", "default", "client", nil); err != nil {
 			d.pods.Fatal(err)
 		}
-		addr, _ := netip.AddrFromSlice(web.IP.To4())
-		if client, err = m.AddPod("client", "default", "client", []destinations.Service{{
-			Authority: "web.default.svc.cluster.local:8080",
-			Endpoints: []destinations.Endpoint{{Addr: netip.AddrPortFrom(addr, 8080), Identity: web.ID.String()}, {Addr: netip.AddrPortFrom(addr, 9000), Identity: web.ID.String()}},
-		}}); err != nil {
-			d.pods.Fatal(err)
+		for _, svc := range []struct {
+			name string
+			pods []*localmesh.Pod
+		}{{"web-stable", []*localmesh.Pod{stable}}, {"web-canary", []*localmesh.Pod{canary}}, {"web", []*localmesh.Pod{stable, canary}}} {
+			ip, err := m.Serve(svc.name, "default", svc.pods...)
+			if err != nil {
+				d.pods.Fatal(err)
+			}
+			if svc.name == "web" {
+				webIP = ip
+			}
 		}
 	})
 	if err != nil {
 		return err
 	}
-	d.printf("    pod web    %-12s %s\n    pod client %-12s %s\n", web.IP, web.ID, client.IP, client.ID)
-	for _, call := range []struct{ mode, port string }{{"http1", "8080"}, {"h2", "8080"}, {"grpc", "8080"}, {"tcp", "9000"}} {
-		out, err := client.Run(0, "-mode", call.mode, "-addr", web.IP.String()+":"+call.port, "-body", "hello-from-client")
+	for _, p := range []*localmesh.Pod{stable, canary, caller} {
+		d.printf("    pod %-13s %-12s %s\n", p.Name, p.IP, p.ID)
+	}
+	if err := d.show("services,endpointslices", "-n", "default")(ctx); err != nil {
+		return err
+	}
+	d.say("The client calls web (ClusterIP " + webIP + "); its proxy routes by what the control plane sent it")
+	for _, call := range []struct{ mode, port string }{{"http1", "80"}, {"h2", "80"}, {"grpc", "80"}, {"tcp", "9000"}} {
+		out, err := waitAnswer(func() (string, error) {
+			return caller.Run(0, "-mode", call.mode, "-addr", webIP+":"+call.port, "-body", "hello-from-client")
+		})
 		if err != nil {
 			return fmt.Errorf("%s from client to web: %v: %s", call.mode, err, out)
 		}
 		d.printf("    client -> web:%s over %-5s answered: %s\n", call.port, call.mode, out)
 	}
-	d.printf("    (web's workload sees the caller's SPIFFE ID in Skein-Client-Id; the bytes between the pods are mTLS)\n")
-	d.say("What web's proxy counted (its /metrics on " + web.Admin + ")")
-	for _, l := range strings.Split(localmesh.Get(web.Admin+"/metrics"), "\n") {
-		if strings.HasPrefix(l, "request_total") || strings.HasPrefix(l, "tcp_open_total") || strings.HasPrefix(l, "identity_cert_expiration") {
+	d.printf("    (the server sees the caller's SPIFFE ID in Skein-Client-Id; the bytes between the pods are mTLS)\n")
+
+	d.say("Three seconds of requests to web, shared by the sample TrafficSplit (web-stable 90, web-canary 10)")
+	out, err := caller.Run(0, "-mode", "load", "-addr", webIP+":80", "-host", "web.default.svc.cluster.local:80", "-duration", "3s", "-workers", "4")
+	if err != nil {
+		return fmt.Errorf("load from client to web: %v: %s", err, out)
+	}
+	d.printf("%s\n", indent(out))
+	d.say("What the client's proxy counted (its /metrics on " + caller.Admin + ")")
+	for _, l := range strings.Split(localmesh.Get(caller.Admin+"/metrics"), "\n") {
+		if strings.HasPrefix(l, "xds_") || strings.HasPrefix(l, "identity_cert_expiration") {
 			d.printf("    %s\n", l)
 		}
 	}
 	return nil
+}
+
+// waitAnswer retries a first call for a few seconds: the client's proxy may not have the Services
+// that were just made.
+func waitAnswer(call func() (string, error)) (string, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := call()
+		if err == nil || time.Now().After(deadline) {
+			return out, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // podsT is what the pod harness needs of its caller (netns.T), for the demo: clean-ups run when the

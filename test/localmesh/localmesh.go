@@ -163,12 +163,16 @@ func (m *Mesh) createPod(name, namespace, serviceAccount, ip string) error {
 	return m.Client.Status().Update(m.ctx, pod)
 }
 
-// Serve makes a Service, port 80 to the pods' 8080, and its EndpointSlice listing pods, as the
-// EndpointSlice controller would (none runs here). It returns the Service's ClusterIP.
+// Serve makes a Service, port 80 to the pods' HTTP port 8080 and 9000 to their TCP echo, and its
+// EndpointSlice listing pods, as the EndpointSlice controller would (none runs here). It returns the
+// Service's ClusterIP.
 func (m *Mesh) Serve(name, namespace string, pods ...*Pod) (string, error) {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{
+			{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)},
+			{Name: "tcp", Port: 9000, TargetPort: intstr.FromInt32(9000)},
+		}},
 	}
 	if err := m.Client.Create(m.ctx, svc); err != nil {
 		return "", fmt.Errorf("creating service %s/%s: %w", namespace, name, err)
@@ -176,7 +180,7 @@ func (m *Mesh) Serve(name, namespace string, pods ...*Pod) (string, error) {
 	slice := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
 		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}, {Name: ptr.To("tcp"), Port: ptr.To[int32](9000)}},
 	}
 	if err := m.Client.Create(m.ctx, slice); err != nil {
 		return "", err
