@@ -44,6 +44,9 @@ type clientsConfig struct {
 	Counts map[string]int
 	// Apex names the RouteConfiguration whose weights the benchmark changes.
 	Apex string
+	// AllWildcard makes the clients subscribe to RouteConfigurations and ClusterLoadAssignments by
+	// wildcard too, rather than by name: a comparison that shows what per-name subscriptions cost.
+	AllWildcard bool
 }
 
 // clientSpec is one simulated proxy: its node ID, and its certificate chain and key, PEM.
@@ -198,13 +201,18 @@ func (c *adsClient) run(ctx context.Context, conn *grpc.ClientConn) error {
 		return err
 	}
 	// The node goes on the first request only: the server remembers it for the stream.
-	if err := stream.Send(&discovery.DeltaDiscoveryRequest{
-		Node: &corev3.Node{Id: c.node}, TypeUrl: resource.ListenerType, ResourceNamesSubscribe: []string{"*"},
-	}); err != nil {
-		return err
+	wildcard := []string{resource.ListenerType, resource.ClusterType}
+	if c.cfg.AllWildcard {
+		wildcard = resourceTypes
 	}
-	if err := stream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResourceNamesSubscribe: []string{"*"}}); err != nil {
-		return err
+	for i, typ := range wildcard {
+		req := &discovery.DeltaDiscoveryRequest{TypeUrl: typ, ResourceNamesSubscribe: []string{"*"}}
+		if i == 0 {
+			req.Node = &corev3.Node{Id: c.node}
+		}
+		if err := stream.Send(req); err != nil {
+			return err
+		}
 	}
 	synced := false
 	for {
@@ -241,7 +249,7 @@ func (c *adsClient) run(ctx context.Context, conn *grpc.ClientConn) error {
 				c.acks.add(w, acked)
 			}
 		}
-		if next := follows[typ]; next != "" {
+		if next := follows[typ]; next != "" && !c.cfg.AllWildcard {
 			var names []string
 			for name := range held {
 				if !c.subscribed[next][name] {

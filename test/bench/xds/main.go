@@ -53,6 +53,7 @@ type options struct {
 	services, endpoints int
 	reps                int
 	settle              time.Duration
+	allWildcard         bool
 	cpuProfile          string
 	heapProfile         string
 }
@@ -78,7 +79,8 @@ func main() {
 	flag.IntVar(&o.services, "services", 1000, "Services in the cluster, and simulated proxies, one per Service")
 	flag.IntVar(&o.endpoints, "endpoints-per-service", 10, "meshed pods behind each Service")
 	flag.IntVar(&o.reps, "reps", 5, "TrafficSplit weight changes measured; medians are reported")
-	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait after the clients synced before measuring the heap")
+	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait, once the control plane is quiet, before measuring its heap")
+	flag.BoolVar(&o.allWildcard, "all-wildcard", false, "subscribe to RouteConfigurations and ClusterLoadAssignments by wildcard, not by name, for comparison")
 	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the control plane's process over the weight changes to this file")
 	flag.StringVar(&o.heapProfile, "heap-profile", "", "write a heap profile of the control plane's process, with every client synced, to this file")
 	flag.Parse()
@@ -143,7 +145,7 @@ func run(o options) (r *result, err error) {
 	}
 	cfg := &clientsConfig{
 		Addr: m.cp.XDSAddr, ServerName: framework.XDSServerName, Anchors: m.anchors, Counts: map[string]int{},
-		Apex: xdsnames.Authority(serviceName(0), namespace, servicePort),
+		Apex: xdsnames.Authority(serviceName(0), namespace, servicePort), AllWildcard: o.allWildcard,
 	}
 	for _, typ := range resourceTypes {
 		cfg.Counts[typ] = m.cp.XDS.Cache.Len(typ)
@@ -157,6 +159,9 @@ func run(o options) (r *result, err error) {
 		return nil, err
 	}
 	cfg.Clients = nil
+	if err := waitQuiet(ctx); err != nil {
+		return nil, err
+	}
 	time.Sleep(o.settle)
 	before := sampleMemory()
 
@@ -172,6 +177,9 @@ func run(o options) (r *result, err error) {
 	}
 	syncTimes := millisSince(synced.Start, synced.At)
 	step("Every client holds every resource, all ACKed")
+	if err := waitQuiet(ctx); err != nil {
+		return nil, err
+	}
 	time.Sleep(o.settle)
 	after := sampleMemory()
 	if o.heapProfile != "" {
@@ -186,6 +194,9 @@ func run(o options) (r *result, err error) {
 		Spec: meshv1.TrafficSplitSpec{Service: serviceName(0), Backends: []meshv1.TrafficSplitBackend{
 			{Service: serviceName(1), Weight: 50}, {Service: serviceName(2), Weight: 50},
 		}},
+	}
+	if err := waitQuiet(ctx); err != nil {
+		return nil, err
 	}
 	created, err := measureChange(clients, 50, func() error { return m.k8s.Create(ctx, ts) })
 	if err != nil {
@@ -207,6 +218,11 @@ func run(o options) (r *result, err error) {
 	step("Changing its weights %d times", o.reps)
 	var changes []latencies
 	for rep := 1; rep <= o.reps; rep++ {
+		// The server handles the previous change's ACKs after the clients sent them: without this
+		// wait, that work would be counted in this change.
+		if err := waitQuiet(ctx); err != nil {
+			return nil, err
+		}
 		w := int32(50 + rep)
 		base := ts.DeepCopy()
 		ts.Spec.Backends[0].Weight, ts.Spec.Backends[1].Weight = w, 100-w
@@ -243,7 +259,12 @@ func (r *result) report() {
 	p99 := median(r.changes, func(l latencies) float64 { return l.p99 })
 	first := median(r.changes, func(l latencies) float64 { return l.first })
 	worst := median(r.changes, func(l latencies) float64 { return l.max })
-	fmt.Printf("\n%d clients, %d Services, %d endpoints; %d resources per client\n", o.services, o.services, o.services*o.endpoints, r.resources)
+	subs := "Listeners and Clusters by wildcard, RouteConfigurations and ClusterLoadAssignments by name"
+	if o.allWildcard {
+		subs = "every type by wildcard (-all-wildcard)"
+	}
+	fmt.Printf("\n%d clients, %d Services, %d endpoints; %d resources per client, subscribed to %s\n",
+		o.services, o.services, o.services*o.endpoints, r.resources, subs)
 	fmt.Printf("Initial sync, all clients connecting at once: the last client synced after %.1fs (p50 %.1fs, from the first dial)\n",
 		percentile(r.sync, 1)/1000, percentile(r.sync, 0.5)/1000)
 	fmt.Printf("Control plane's heap in use (runtime.MemStats after runtime.GC, in its own process; the clients run in another):\n")
@@ -276,6 +297,24 @@ func verdict(met bool) string {
 		return "met"
 	}
 	return "NOT met"
+}
+
+// waitQuiet waits for this process (the control plane) to use less than a tenth of a CPU over a
+// quarter of a second.
+func waitQuiet(ctx context.Context) error {
+	const window, busy = 250 * time.Millisecond, 25 * time.Millisecond
+	cpu := func() time.Duration {
+		var u syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
+			return 0
+		}
+		return time.Duration(u.Utime.Nano() + u.Stime.Nano())
+	}
+	return waitFor(ctx, time.Minute, "the control plane to go quiet", func() bool {
+		before := cpu()
+		time.Sleep(window)
+		return cpu()-before < busy
+	})
 }
 
 // memory is what the control plane's process holds.
