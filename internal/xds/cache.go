@@ -26,6 +26,8 @@ type Cache struct {
 	mu sync.Mutex
 	// owned is what each source (a Service) put in the cache.
 	owned map[string]Resources
+	// names holds the cache's copy of each resource name (see Intern).
+	names sync.Map
 }
 
 // NewCache makes an empty cache.
@@ -73,12 +75,42 @@ func (c *Cache) Set(source string, res Resources) error {
 			c.OnUpdate(typ, len(changed), len(removed))
 		}
 	}
+	for _, typ := range resourceTypes {
+		for name := range before[typ] {
+			if !holds(res, name) {
+				c.names.Delete(name)
+			}
+		}
+		for name := range res[typ] {
+			c.names.LoadOrStore(name, name)
+		}
+	}
 	if len(res) == 0 {
 		delete(c.owned, source)
 	} else {
 		c.owned[source] = res
 	}
 	return nil
+}
+
+// holds tells whether res has a resource, of any type, named name.
+func holds(res Resources, name string) bool {
+	for _, byName := range res {
+		if _, ok := byName[name]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Intern is the cache's copy of a resource name, or name when the cache has no such resource.
+// go-control-plane keeps, for each stream, the names it subscribed to as they were decoded from the
+// request: a proxy that subscribes to every Service would otherwise hold its own copy of every name.
+func (c *Cache) Intern(name string) string {
+	if n, ok := c.names.Load(name); ok {
+		return n.(string)
+	}
+	return name
 }
 
 // Len is how many resources of a type the cache holds.

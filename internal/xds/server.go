@@ -128,6 +128,9 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			return s.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
 		},
 		StreamDeltaRequestFunc: func(id int64, r *discovery.DeltaDiscoveryRequest) error {
+			for i, name := range r.ResourceNamesSubscribe {
+				r.ResourceNamesSubscribe[i] = s.Cache.Intern(name)
+			}
 			return s.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage(), r.GetErrorDetail() != nil)
 		},
 		FetchRequestFunc: func(context.Context, *discovery.DiscoveryRequest) error {
