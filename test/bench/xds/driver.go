@@ -2,8 +2,8 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -79,7 +79,7 @@ func startClients(path string) (*clientProcess, error) {
 }
 
 // next waits for the client process's next message, which must be of kind want.
-func (p *clientProcess) next(want string, timeout time.Duration) (message, error) {
+func (p *clientProcess) next(ctx context.Context, want string, timeout time.Duration) (message, error) {
 	var m message
 	select {
 	case m = <-p.messages:
@@ -91,6 +91,8 @@ func (p *clientProcess) next(want string, timeout time.Duration) (message, error
 		}
 	case <-time.After(timeout):
 		return message{}, fmt.Errorf("no %q from the client process after %s", want, timeout)
+	case <-ctx.Done():
+		return message{}, ctx.Err()
 	}
 	if m.Kind != want {
 		return m, fmt.Errorf("the client process failed: %s", m.Error)
@@ -99,20 +101,21 @@ func (p *clientProcess) next(want string, timeout time.Duration) (message, error
 }
 
 // waitWeight asks for, and waits for, each client's ACK of the apex route with weight w.
-func (p *clientProcess) waitWeight(w uint32) (message, error) {
+func (p *clientProcess) waitWeight(ctx context.Context, w uint32) (message, error) {
 	if _, err := fmt.Fprintf(p.commands, "wait %d\n", w); err != nil {
 		return message{}, err
 	}
-	return p.next("acked", ackTimeout+10*time.Second)
+	return p.next(ctx, "acked", ackTimeout+10*time.Second)
 }
 
-// stop ends the client process: closing its commands tells it to disconnect and exit.
+// stop ends the client process: closing its commands tells it to disconnect and exit, which it
+// does once it is waiting for a command; before that, it is killed.
 func (p *clientProcess) stop() error {
 	p.commands.Close()
 	select {
 	case <-p.exited:
 		return nil
-	case <-time.After(10 * time.Second):
-		return errors.Join(errors.New("the client process did not exit; killed"), p.cmd.Process.Kill())
+	case <-time.After(5 * time.Second):
+		return p.cmd.Process.Kill()
 	}
 }

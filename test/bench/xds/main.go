@@ -138,32 +138,18 @@ func run(o options) (r *result, err error) {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, m.stop()) }()
-
 	step("Creating %d Services, each with %d meshed pods in one EndpointSlice", o.services, o.endpoints)
 	if err := m.populate(ctx, o.services, o.endpoints); err != nil {
 		return nil, err
 	}
-	cfg := &clientsConfig{
-		Addr: m.cp.XDSAddr, ServerName: framework.XDSServerName, Anchors: m.anchors, Counts: map[string]int{},
-		Apex: xdsnames.Authority(serviceName(0), namespace, servicePort), AllWildcard: o.allWildcard,
-	}
-	for _, typ := range resourceTypes {
-		cfg.Counts[typ] = m.cp.XDS.Cache.Len(typ)
-	}
-	step("The xDS cache holds %d resources of each type; signing %d client certificates", cfg.Counts[resourceTypes[0]], o.services)
-	if cfg.Clients, err = m.certificates(o.services); err != nil {
-		return nil, err
-	}
-	path, err := writeClientsConfig(dir, cfg)
+	r = &result{o: o}
+	path, err := prepareClients(m, o, dir, r)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Clients = nil
-	if err := waitQuiet(ctx); err != nil {
+	if r.before, err = settledMemory(ctx, o.settle); err != nil {
 		return nil, err
 	}
-	time.Sleep(o.settle)
-	before := sampleMemory()
 
 	step("Connecting %d clients, from a separate process", o.services)
 	clients, err := startClients(path)
@@ -171,23 +157,50 @@ func run(o options) (r *result, err error) {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, clients.stop()) }()
-	synced, err := clients.next("synced", 10*time.Minute)
+	synced, err := clients.next(ctx, "synced", 10*time.Minute)
 	if err != nil {
 		return nil, err
 	}
-	syncTimes := millisSince(synced.Start, synced.At)
+	r.sync = millisSince(synced.Start, synced.At)
 	step("Every client holds every resource, all ACKed")
-	if err := waitQuiet(ctx); err != nil {
+	if r.after, err = settledMemory(ctx, o.settle); err != nil {
 		return nil, err
 	}
-	time.Sleep(o.settle)
-	after := sampleMemory()
 	if o.heapProfile != "" {
 		if err := writeHeapProfile(o.heapProfile); err != nil {
 			return nil, err
 		}
 	}
 
+	if err := changeSplit(ctx, m, clients, o, r); err != nil {
+		return nil, err
+	}
+	r.end = sampleMemory()
+	return r, nil
+}
+
+// prepareClients writes the client process's configuration, with a certificate for each client,
+// and returns its path.
+func prepareClients(m *mesh, o options, dir string, r *result) (string, error) {
+	cfg := &clientsConfig{
+		Addr: m.cp.XDSAddr, ServerName: framework.XDSServerName, Anchors: m.anchors, Counts: map[string]int{},
+		Apex: xdsnames.Authority(serviceName(0), namespace, servicePort), AllWildcard: o.allWildcard,
+	}
+	for _, typ := range resourceTypes {
+		cfg.Counts[typ] = m.cp.XDS.Cache.Len(typ)
+		r.resources += cfg.Counts[typ]
+	}
+	step("The xDS cache holds %d resources of each type; signing %d client certificates", cfg.Counts[resourceTypes[0]], o.services)
+	var err error
+	if cfg.Clients, err = m.certificates(o.services); err != nil {
+		return "", err
+	}
+	return writeClientsConfig(dir, cfg)
+}
+
+// changeSplit creates a TrafficSplit, then changes its weights o.reps times, and measures how long
+// each change takes to reach every client.
+func changeSplit(ctx context.Context, m *mesh, clients *clientProcess, o options, r *result) error {
 	step("Creating a TrafficSplit: %s to %s and %s, 50/50", serviceName(0), serviceName(1), serviceName(2))
 	ts := &meshv1.TrafficSplit{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "bench"},
@@ -195,50 +208,36 @@ func run(o options) (r *result, err error) {
 			{Service: serviceName(1), Weight: 50}, {Service: serviceName(2), Weight: 50},
 		}},
 	}
-	if err := waitQuiet(ctx); err != nil {
-		return nil, err
-	}
-	created, err := measureChange(clients, 50, func() error { return m.k8s.Create(ctx, ts) })
+	created, err := measureChange(ctx, clients, 50, func() error { return m.k8s.Create(ctx, ts) })
 	if err != nil {
-		return nil, err
+		return err
 	}
 	fmt.Printf("  created:  %s\n", created)
 
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return nil, err
+			return err
 		}
 		defer pprof.StopCPUProfile()
 	}
 	step("Changing its weights %d times", o.reps)
-	var changes []latencies
 	for rep := 1; rep <= o.reps; rep++ {
-		// The server handles the previous change's ACKs after the clients sent them: without this
-		// wait, that work would be counted in this change.
-		if err := waitQuiet(ctx); err != nil {
-			return nil, err
-		}
 		w := int32(50 + rep)
 		base := ts.DeepCopy()
 		ts.Spec.Backends[0].Weight, ts.Spec.Backends[1].Weight = w, 100-w
-		l, err := measureChange(clients, uint32(w), func() error { return m.k8s.Patch(ctx, ts, client.MergeFrom(base)) })
+		l, err := measureChange(ctx, clients, uint32(w), func() error { return m.k8s.Patch(ctx, ts, client.MergeFrom(base)) })
 		if err != nil {
-			return nil, err
+			return err
 		}
 		fmt.Printf("  %d/%d %d/%d: %s\n", rep, o.reps, w, 100-w, l)
-		changes = append(changes, l)
+		r.changes = append(r.changes, l)
 	}
-	end := sampleMemory()
-
-	return &result{
-		o: o, resources: 4 * cfg.Counts[resourceTypes[0]], sync: syncTimes,
-		before: before, after: after, end: end, changes: changes,
-	}, nil
+	return nil
 }
 
 // result is what a run measured.
@@ -279,13 +278,18 @@ func (r *result) report() {
 }
 
 // measureChange makes a change with write and measures, per client, the time from just before the
-// write until the client ACKed the apex route with weight w.
-func measureChange(clients *clientProcess, w uint32, write func() error) (latencies, error) {
+// write until the client ACKed the apex route with weight w. It first waits for the control plane to
+// go quiet: the server handles a change's ACKs after the clients sent them, and that work would
+// otherwise be counted in the next change.
+func measureChange(ctx context.Context, clients *clientProcess, w uint32, write func() error) (latencies, error) {
+	if err := waitQuiet(ctx); err != nil {
+		return latencies{}, err
+	}
 	t0 := time.Now()
 	if err := write(); err != nil {
 		return latencies{}, fmt.Errorf("writing the TrafficSplit: %w", err)
 	}
-	acked, err := clients.waitWeight(w)
+	acked, err := clients.waitWeight(ctx, w)
 	if err != nil {
 		return latencies{}, err
 	}
@@ -321,6 +325,15 @@ func waitQuiet(ctx context.Context) error {
 type memory struct {
 	heapInuse, stackInuse uint64
 	goroutines            int
+}
+
+// settledMemory samples the heap once the control plane has been quiet for a while.
+func settledMemory(ctx context.Context, settle time.Duration) (memory, error) {
+	if err := waitQuiet(ctx); err != nil {
+		return memory{}, err
+	}
+	time.Sleep(settle)
+	return sampleMemory(), nil
 }
 
 // sampleMemory collects garbage, twice so that what finalizers freed goes too, and reads the heap.
