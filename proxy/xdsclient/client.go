@@ -16,9 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,10 +54,6 @@ type Config struct {
 
 	// MinBackoff and MaxBackoff bound the wait between streams; 100ms and 10s when zero.
 	MinBackoff, MaxBackoff time.Duration
-	// InitialFetchTimeout bounds how long the first snapshot waits for the route configurations and
-	// assignments that listeners and clusters name, which the server may never send if they do not
-	// exist; 5s when zero.
-	InitialFetchTimeout time.Duration
 }
 
 // Client keeps a destinations snapshot current from the control plane. It is a destinations.Source.
@@ -73,18 +67,13 @@ type Client struct {
 	ready     chan struct{}
 	connected atomic.Bool
 
-	// mu guards what follows, shared by the stream and the initial fetch timer.
+	// mu guards what follows.
 	mu sync.Mutex
 	// held is what has been applied, by type URL and name.
 	held map[string]map[string]resource
-	// subscribed are the route configurations and assignments asked for, each with whether the
-	// server has answered for it yet.
-	subscribed map[string]map[string]bool
 	// answered are the types a response has come for.
 	answered  map[string]bool
 	published bool
-	waitOver  bool
-	waitTimer *time.Timer
 }
 
 // resource is one applied resource: its version, to tell the server on reconnect, and what the
@@ -94,10 +83,11 @@ type resource struct {
 	value   any
 }
 
-// wildcardTypes are subscribed to whole; the others by the names the wildcard ones give.
+// resourceTypes are all subscribed to whole (wildcard): a proxy routes to any service of the mesh, so it
+// wants every resource anyway, and a wildcard watch costs the control plane far less than one
+// subscription per name (see make bench-xds).
 var (
-	wildcardTypes = []string{listenerType, clusterType}
-	namedTypes    = []string{routeType, endpointType}
+	resourceTypes = []string{listenerType, routeType, clusterType, endpointType}
 	labels        = map[string]string{listenerType: "listener", routeType: "route", clusterType: "cluster", endpointType: "endpoint"}
 )
 
@@ -120,9 +110,6 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = 10 * time.Second
 	}
-	if cfg.InitialFetchTimeout == 0 {
-		cfg.InitialFetchTimeout = 5 * time.Second
-	}
 	c := &Client{
 		cfg:  cfg,
 		node: &corev3.Node{Id: cfg.NodeID, Cluster: "skein-proxy", UserAgentName: "skein-proxy"},
@@ -140,16 +127,12 @@ func New(cfg Config) (*Client, error) {
 		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xds_updates_total", Help: "xDS responses, by resource type and whether they were applied (ack) or not all (nack).",
 		}, []string{"type", "result"}),
-		ready:      make(chan struct{}),
-		held:       map[string]map[string]resource{},
-		subscribed: map[string]map[string]bool{},
-		answered:   map[string]bool{},
+		ready:    make(chan struct{}),
+		held:     map[string]map[string]resource{},
+		answered: map[string]bool{},
 	}
 	for typ := range labels {
 		c.held[typ] = map[string]resource{}
-	}
-	for _, typ := range namedTypes {
-		c.subscribed[typ] = map[string]bool{}
 	}
 	empty, _ := destinations.NewSnapshot(nil)
 	c.current.Store(empty)
@@ -269,13 +252,8 @@ func (c *Client) stream(ctx context.Context, addr string) (heard bool, err error
 // that the server sends only what changed.
 func (c *Client) initialRequests() []*discoveryv3.DeltaDiscoveryRequest {
 	var reqs []*discoveryv3.DeltaDiscoveryRequest
-	for _, typ := range slices.Concat(wildcardTypes, namedTypes) {
-		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, InitialResourceVersions: map[string]string{}}
-		if slices.Contains(wildcardTypes, typ) {
-			req.ResourceNamesSubscribe = []string{"*"}
-		} else if req.ResourceNamesSubscribe = slices.Sorted(maps.Keys(c.subscribed[typ])); len(req.ResourceNamesSubscribe) == 0 {
-			continue // an empty first request would be taken for a legacy wildcard subscription
-		}
+	for _, typ := range resourceTypes {
+		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, ResourceNamesSubscribe: []string{"*"}, InitialResourceVersions: map[string]string{}}
 		for name, r := range c.held[typ] {
 			req.InitialResourceVersions[name] = r.version
 		}
@@ -297,16 +275,9 @@ func (c *Client) handle(resp *discoveryv3.DeltaDiscoveryResponse) []*discoveryv3
 		ack.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: "type " + typ + " was not asked for"}
 		return []*discoveryv3.DeltaDiscoveryRequest{ack}
 	}
-	subscribed, named := c.subscribed[typ]
 	var problems []string
 	for _, r := range resp.GetResources() {
 		name := r.GetName()
-		if named {
-			if _, ok := subscribed[name]; !ok {
-				continue // sent before the server saw it unsubscribed
-			}
-			subscribed[name] = true
-		}
 		v, err := decode(name, r.GetResource())
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s %q: %v", typ[strings.LastIndexByte(typ, '.')+1:], name, err))
@@ -316,9 +287,6 @@ func (c *Client) handle(resp *discoveryv3.DeltaDiscoveryResponse) []*discoveryv3
 	}
 	for _, name := range resp.GetRemovedResources() {
 		delete(c.held[typ], name)
-		if _, ok := subscribed[name]; ok {
-			subscribed[name] = true
-		}
 	}
 	c.answered[typ] = true
 
@@ -330,69 +298,19 @@ func (c *Client) handle(resp *discoveryv3.DeltaDiscoveryResponse) []*discoveryv3
 	}
 	c.cfg.Log.Debug("Applied xDS response", "type", labels[typ], "resources", len(resp.GetResources())-len(problems), "removed", len(resp.GetRemovedResources()))
 	c.updates.WithLabelValues(labels[typ], result).Inc()
-	reqs := append([]*discoveryv3.DeltaDiscoveryRequest{ack}, c.resubscribe()...)
 	c.publish()
-	return reqs
+	return []*discoveryv3.DeltaDiscoveryRequest{ack}
 }
 
-// resubscribe asks for the route configurations and assignments that what is held names, and stops
-// asking for the others, forgetting them.
-func (c *Client) resubscribe() []*discoveryv3.DeltaDiscoveryRequest {
-	wanted := map[string]map[string]bool{routeType: {}, endpointType: {}}
-	for _, r := range c.held[listenerType] {
-		if name := r.value.(*listener).routeName; name != "" {
-			wanted[routeType][name] = true
-		}
-	}
-	for _, r := range c.held[clusterType] {
-		wanted[endpointType][r.value.(*cluster).assignment] = true
-	}
-	var reqs []*discoveryv3.DeltaDiscoveryRequest
-	for _, typ := range namedTypes {
-		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ}
-		for name := range wanted[typ] {
-			if _, ok := c.subscribed[typ][name]; !ok {
-				req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, name)
-				c.subscribed[typ][name] = false
-			}
-		}
-		for name := range c.subscribed[typ] {
-			if !wanted[typ][name] {
-				req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, name)
-				delete(c.subscribed[typ], name)
-				delete(c.held[typ], name)
-			}
-		}
-		if len(req.ResourceNamesSubscribe)+len(req.ResourceNamesUnsubscribe) > 0 {
-			slices.Sort(req.ResourceNamesSubscribe)
-			slices.Sort(req.ResourceNamesUnsubscribe)
-			reqs = append(reqs, req)
-		}
-	}
-	return reqs
-}
-
-// publish puts a snapshot of what is held in force. The first one waits for the first listeners and
-// clusters, and for the route configurations and assignments they name, or InitialFetchTimeout, so
-// that the proxy does not start with services that have no endpoints only because they are on the way.
+// publish puts a snapshot of what is held in force. The first one waits until the server has
+// answered for every type, so that the proxy does not start with services whose endpoints are on
+// the way.
 func (c *Client) publish() {
 	if !c.published {
-		if !c.answered[listenerType] || !c.answered[clusterType] {
-			return
-		}
-		if missing := c.missing(); len(missing) > 0 && !c.waitOver {
-			if c.waitTimer == nil {
-				c.waitTimer = time.AfterFunc(c.cfg.InitialFetchTimeout, func() {
-					c.mu.Lock()
-					defer c.mu.Unlock()
-					c.waitOver = true
-					if missing := c.missing(); len(missing) > 0 {
-						c.cfg.Log.Warn("Starting without resources the control plane has not sent", "missing", missing)
-					}
-					c.publish()
-				})
+		for _, typ := range resourceTypes {
+			if !c.answered[typ] {
+				return
 			}
-			return
 		}
 		c.published = true
 		defer close(c.ready)
@@ -403,20 +321,6 @@ func (c *Client) publish() {
 		return
 	}
 	c.current.Store(snap)
-}
-
-// missing are the subscribed names the server has not answered for yet.
-func (c *Client) missing() []string {
-	var out []string
-	for _, typ := range namedTypes {
-		for name, answered := range c.subscribed[typ] {
-			if !answered {
-				out = append(out, labels[typ]+" "+name)
-			}
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // backoff doubles from lo up to hi with jitter, so that proxies that lost the same server do not

@@ -45,7 +45,7 @@ type clientsConfig struct {
 	// Apex names the RouteConfiguration whose weights the benchmark changes.
 	Apex string
 	// AllWildcard makes the clients subscribe to RouteConfigurations and ClusterLoadAssignments by
-	// wildcard too, rather than by name: a comparison that shows what per-name subscriptions cost.
+	// wildcard too, as skein-proxy does, rather than by name, as grpc-go does.
 	AllWildcard bool
 }
 

@@ -53,7 +53,7 @@ type options struct {
 	services, endpoints int
 	reps                int
 	settle              time.Duration
-	allWildcard         bool
+	byName              bool
 	cpuProfile          string
 	heapProfile         string
 }
@@ -80,7 +80,7 @@ func main() {
 	flag.IntVar(&o.endpoints, "endpoints-per-service", 10, "meshed pods behind each Service")
 	flag.IntVar(&o.reps, "reps", 5, "TrafficSplit weight changes measured; medians are reported")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait, once the control plane is quiet, before measuring its heap")
-	flag.BoolVar(&o.allWildcard, "all-wildcard", false, "subscribe to RouteConfigurations and ClusterLoadAssignments by wildcard, not by name, for comparison")
+	flag.BoolVar(&o.byName, "by-name", false, "subscribe to RouteConfigurations and ClusterLoadAssignments by name, as grpc-go does, rather than by wildcard as skein-proxy does")
 	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the control plane's process over the weight changes to this file")
 	flag.StringVar(&o.heapProfile, "heap-profile", "", "write a heap profile of the control plane's process, with every client synced, to this file")
 	flag.Parse()
@@ -184,7 +184,7 @@ func run(o options) (r *result, err error) {
 func prepareClients(m *mesh, o options, dir string, r *result) (string, error) {
 	cfg := &clientsConfig{
 		Addr: m.cp.XDSAddr, ServerName: framework.XDSServerName, Anchors: m.anchors, Counts: map[string]int{},
-		Apex: xdsnames.Authority(serviceName(0), namespace, servicePort), AllWildcard: o.allWildcard,
+		Apex: xdsnames.Authority(serviceName(0), namespace, servicePort), AllWildcard: !o.byName,
 	}
 	for _, typ := range resourceTypes {
 		cfg.Counts[typ] = m.cp.XDS.Cache.Len(typ)
@@ -258,9 +258,9 @@ func (r *result) report() {
 	p99 := median(r.changes, func(l latencies) float64 { return l.p99 })
 	first := median(r.changes, func(l latencies) float64 { return l.first })
 	worst := median(r.changes, func(l latencies) float64 { return l.max })
-	subs := "Listeners and Clusters by wildcard, RouteConfigurations and ClusterLoadAssignments by name"
-	if o.allWildcard {
-		subs = "every type by wildcard (-all-wildcard)"
+	subs := "every type by wildcard, as skein-proxy does"
+	if o.byName {
+		subs = "Listeners and Clusters by wildcard, RouteConfigurations and ClusterLoadAssignments by name, as grpc-go does (-by-name)"
 	}
 	fmt.Printf("\n%d clients, %d Services, %d endpoints; %d resources per client, subscribed to %s\n",
 		o.services, o.services, o.services*o.endpoints, r.resources, subs)
