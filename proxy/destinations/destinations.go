@@ -34,6 +34,8 @@ type Service struct {
 	Opaque bool `json:"opaque,omitempty"`
 	// Endpoints serve the service.
 	Endpoints []Endpoint `json:"endpoints"`
+	// Draining endpoints take no new requests but are still known by address, with their identity.
+	Draining []Endpoint `json:"draining,omitempty"`
 	// Backends, when there are any, take the service's requests instead of its endpoints (a
 	// TrafficSplit): each request goes to one backend, chosen in proportion to the weights.
 	Backends []Backend `json:"backends,omitempty"`
@@ -95,7 +97,7 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 		for _, a := range svc.Addrs {
 			s.byAddr[a] = svc
 		}
-		all := svc.Endpoints
+		all := append(svc.Endpoints[:len(svc.Endpoints):len(svc.Endpoints)], svc.Draining...)
 		for _, b := range svc.Backends {
 			all = append(all[:len(all):len(all)], b.Endpoints...)
 		}

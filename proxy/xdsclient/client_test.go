@@ -228,6 +228,9 @@ func TestSnapshot(t *testing.T) {
 		{Addr: netip.MustParseAddrPort("10.0.0.1:8080"), Identity: webID},
 		{Addr: netip.MustParseAddrPort("10.0.0.2:8080")},
 	}), "the draining endpoint is left out")
+	if known, ok := c.Snapshot().Endpoint(netip.MustParseAddrPort("10.0.0.3:8080")); !ok || known.Identity != webID {
+		t.Errorf("the draining endpoint is not known by address with its identity: %v %v", known, ok)
+	}
 	g.Expect(c.Snapshot().ByAuthority("web.default:80")).To(BeIdenticalTo(svc))
 
 	s := c.Snapshot().ByAuthority(split)

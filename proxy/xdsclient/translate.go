@@ -210,14 +210,23 @@ func decodeCluster(name string, a *anypb.Any) (any, error) {
 	return &cluster{assignment: cla}, nil
 }
 
+// assignment is what the proxy uses of a ClusterLoadAssignment.
+type assignment struct {
+	// endpoints may take new requests.
+	endpoints []destinations.Endpoint
+	// draining still serve what they have but take no new requests; they stay known by address,
+	// so that a client dialling one directly still reaches it over mTLS.
+	draining []destinations.Endpoint
+}
+
 // decodeAssignment keeps the endpoints that may take new requests, at the lowest priority that has
-// any: higher priorities are failover.
+// any (higher priorities are failover), and those draining.
 func decodeAssignment(name string, a *anypb.Any) (any, error) {
 	cla := &endpointv3.ClusterLoadAssignment{}
 	if err := unmarshal(a, cla, name, cla.GetClusterName); err != nil {
 		return nil, err
 	}
-	var out []destinations.Endpoint
+	var out, draining []destinations.Endpoint
 	best := ^uint32(0)
 	n := 0
 	for _, loc := range cla.GetEndpoints() {
@@ -228,7 +237,10 @@ func decodeAssignment(name string, a *anypb.Any) (any, error) {
 				return nil, fmt.Errorf("endpoint %d: %w", n, err)
 			}
 			switch lb.GetHealthStatus() {
-			case corev3.HealthStatus_DRAINING, corev3.HealthStatus_UNHEALTHY, corev3.HealthStatus_TIMEOUT:
+			case corev3.HealthStatus_DRAINING:
+				draining = append(draining, ep)
+				continue
+			case corev3.HealthStatus_UNHEALTHY, corev3.HealthStatus_TIMEOUT:
 				continue
 			}
 			switch p := loc.GetPriority(); {
@@ -239,7 +251,7 @@ func decodeAssignment(name string, a *anypb.Any) (any, error) {
 			}
 		}
 	}
-	return out, nil
+	return assignment{endpoints: out, draining: draining}, nil
 }
 
 func endpoint(lb *endpointv3.LbEndpoint) (destinations.Endpoint, error) {
@@ -307,13 +319,13 @@ func snapshot(held map[string]map[string]resource) (*destinations.Snapshot, erro
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	endpoints := func(clusterName string) []destinations.Endpoint {
+	assigned := func(clusterName string) assignment {
 		c, ok := held[clusterType][clusterName]
 		if !ok {
-			return nil
+			return assignment{}
 		}
-		eps, _ := held[endpointType][c.value.(*cluster).assignment].value.([]destinations.Endpoint)
-		return eps
+		a, _ := held[endpointType][c.value.(*cluster).assignment].value.(assignment)
+		return a
 	}
 	services := make([]destinations.Service, 0, len(names))
 	for _, name := range names {
@@ -331,11 +343,14 @@ func snapshot(held map[string]map[string]resource) (*destinations.Snapshot, erro
 				}
 			}
 			if vh.weighted == nil {
-				svc.Endpoints = endpoints(vh.cluster)
+				a := assigned(vh.cluster)
+				svc.Endpoints, svc.Draining = a.endpoints, a.draining
 			}
 			for _, b := range vh.weighted {
-				b.Endpoints = endpoints(b.Name)
+				a := assigned(b.Name)
+				b.Endpoints = a.endpoints
 				svc.Backends = append(svc.Backends, b)
+				svc.Draining = append(svc.Draining, a.draining...)
 			}
 		}
 		services = append(services, svc)

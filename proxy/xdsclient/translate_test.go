@@ -112,8 +112,11 @@ func TestDecodeAssignment(t *testing.T) {
 		{Addr: netip.MustParseAddrPort("10.0.0.1:8080"), Identity: "spiffe://cluster.local/ns/default/sa/web"},
 		{Addr: netip.MustParseAddrPort("10.0.0.2:8080")},
 	}
-	if !slices.Equal(got.([]destinations.Endpoint), want) {
+	if !slices.Equal(got.(assignment).endpoints, want) {
 		t.Errorf("endpoints = %v, want %v", got, want)
+	}
+	if draining := got.(assignment).draining; len(draining) != 1 || draining[0].Addr != netip.MustParseAddrPort("10.0.0.3:8080") {
+		t.Errorf("draining = %v, want the one draining endpoint, still known", draining)
 	}
 
 	for _, lb := range cla.Endpoints[0].LbEndpoints {
@@ -123,7 +126,7 @@ func TestDecodeAssignment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []destinations.Endpoint{{Addr: netip.MustParseAddrPort("10.0.1.1:8080")}}; !slices.Equal(got.([]destinations.Endpoint), want) {
+	if want := []destinations.Endpoint{{Addr: netip.MustParseAddrPort("10.0.1.1:8080")}}; !slices.Equal(got.(assignment).endpoints, want) {
 		t.Errorf("with priority 0 draining, endpoints = %v, want %v", got, want)
 	}
 }
