@@ -1,12 +1,19 @@
 package proxy_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	eventsv1 "k8s.io/api/events/v1"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/skeinmesh/skein/internal/xds"
 	"github.com/skeinmesh/skein/test/framework"
 	"github.com/skeinmesh/skein/test/localmesh"
 )
@@ -126,6 +133,34 @@ func TestServiceThroughXDS(t *testing.T) {
 		t.Errorf("during the graceful removal %d requests succeeded and %d failed", ok, failed)
 	}
 	servedBy(t, client, clusterIP, authority, s1, s3)
+
+	t.Log("a resource the proxies cannot apply is rejected and reported, and they keep working")
+	// A Listener with no HTTP connection manager, as a newer control plane might send an older proxy.
+	future := xds.Resources{resource.ListenerType: {"future.shop.svc.cluster.local:80": &listenerv3.Listener{Name: "future.shop.svc.cluster.local:80"}}}
+	for _, r := range replicas {
+		if err := r.XDS.Cache.Set("test/future", future); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, "a ConfigRejected event on the client pod", func() bool {
+		events := &eventsv1.EventList{}
+		if err := fm.Client.List(context.Background(), events, ctrlclient.InNamespace("shop")); err != nil {
+			return false
+		}
+		for _, e := range events.Items {
+			if e.Regarding.Name == "client" && e.Reason == xds.ReasonConfigRejected && strings.Contains(e.Note, "future.shop.svc.cluster.local:80") {
+				t.Logf("event: %s", e.Note)
+				return true
+			}
+		}
+		return false
+	})
+	servedBy(t, client, clusterIP, authority, s1, s3)
+	for _, r := range replicas {
+		if err := r.XDS.Cache.Set("test/future", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// Each replica in turn goes away under load; the proxies move to the other, which sends them
 	// a change made meanwhile.
