@@ -169,8 +169,27 @@ func opaquePorts(mc *meshv1.MeshConfig, svc *corev1.Service) func(int32) bool {
 	return func(p int32) bool { return ports[p] }
 }
 
+// servicesOf are the Services whose EndpointSlices point at a workload.
+func (r *ServiceReconciler) servicesOf(ctx context.Context, namespace, kind, name string) []reconcile.Request {
+	slices := &discoveryv1.EndpointSliceList{}
+	if err := r.List(ctx, slices, client.InNamespace(namespace)); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, s := range slices.Items {
+		svc := s.Labels[discoveryv1.LabelServiceName]
+		for _, ep := range s.Endpoints {
+			if ref := ep.TargetRef; svc != "" && ref != nil && ref.Kind == kind && ref.Name == name {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: namespace, Name: svc}})
+				break
+			}
+		}
+	}
+	return reqs
+}
+
 // SetupWithManager compiles a Service again when it, one of its EndpointSlices, a TrafficSplit
-// naming it as apex, or the MeshConfig changes.
+// naming it as apex, an ExternalWorkload among its endpoints, or the MeshConfig changes.
 func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	bySliceOwner := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		name := o.GetLabels()[discoveryv1.LabelServiceName]
@@ -185,6 +204,11 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return nil
 		}
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ts.Namespace, Name: ts.Spec.Service}}}
+	})
+	// An ExternalWorkload's identity may change; a pod's ServiceAccount cannot, and a pod missing
+	// when its Service compiled is retried (missingPodRetry), so pods need no watch of their own.
+	byWorkload := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.servicesOf(ctx, o.GetNamespace(), "ExternalWorkload", o.GetName())
 	})
 	all := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 		services := &corev1.ServiceList{}
@@ -202,6 +226,7 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&corev1.Service{}).
 		Watches(&discoveryv1.EndpointSlice{}, bySliceOwner).
 		Watches(&meshv1.TrafficSplit{}, byApex).
+		Watches(&meshv1.ExternalWorkload{}, byWorkload).
 		Watches(&meshv1.MeshConfig{}, all).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), MaxConcurrentReconciles: 2}).
 		Complete(r)

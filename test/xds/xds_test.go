@@ -202,6 +202,42 @@ var _ = Describe("Configuration push", Ordered, func() {
 		}).Should(Succeed())
 	})
 
+	It("gives an ExternalWorkload's endpoints its identity, and follows it when it changes", func() {
+		ew := &meshv1.ExternalWorkload{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing-vm-1"},
+			Spec: meshv1.ExternalWorkloadSpec{
+				MeshTLS:     meshv1.MeshTLS{Identity: id("billing").String(), ServerName: "billing-vm-1.shop.cluster.local"},
+				WorkloadIPs: []meshv1.WorkloadIP{{IP: "192.0.2.20"}},
+			},
+		}
+		Expect(k8s.Create(ctx, ew)).To(Succeed())
+		Expect(k8s.Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intOrString(8080)}}},
+		})).To(Succeed())
+		Expect(k8s.Create(ctx, &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: "billing-ew", Labels: map[string]string{discoveryv1.LabelServiceName: "billing"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
+			Endpoints: []discoveryv1.Endpoint{{
+				Addresses: []string{"192.0.2.20"},
+				TargetRef: &corev1.ObjectReference{Kind: "ExternalWorkload", Namespace: ns, Name: ew.Name},
+			}},
+		})).To(Succeed())
+		billing := xdsnames.Authority("billing", ns, 80)
+		identityOf := func(r *discovery.DeltaDiscoveryResponse) string {
+			cla := resources(r, func() *endpointv3.ClusterLoadAssignment { return &endpointv3.ClusterLoadAssignment{} })[billing]
+			return cla.GetEndpoints()[0].GetLbEndpoints()[0].GetMetadata().GetFilterMetadata()[xdsnames.MetadataKey].GetFields()[xdsnames.FieldIdentity].GetStringValue()
+		}
+		d := openDelta(id("client"), xdsnames.NodeID("client-1", ns))
+		d.subscribe(resource.EndpointType, billing)
+		Expect(identityOf(d.next(resource.EndpointType))).To(Equal(id("billing").String()))
+
+		ew.Spec.MeshTLS.Identity = id("billing-v2").String()
+		Expect(k8s.Update(ctx, ew)).To(Succeed())
+		Expect(identityOf(d.next(resource.EndpointType))).To(Equal(id("billing-v2").String()))
+	})
+
 	It("serves state-of-the-world clients too", func() {
 		s, err := dial(id("client")).StreamAggregatedResources(ctx)
 		Expect(err).NotTo(HaveOccurred())
