@@ -17,7 +17,7 @@ func TestInternSharesTheCachesNames(t *testing.T) {
 	port := corev1.ServicePort{Name: "http", Port: 80}
 	res := Resources{}
 	add(res, name, cluster(name))
-	add(res, name, routeConfig(name, service(port), port, nil))
+	add(res, name, routeConfig(name, service(port), port, nil, nil))
 	g.Expect(c.Set("shop/web", res)).To(Succeed())
 
 	// As a request decodes it: equal, in memory of its own.

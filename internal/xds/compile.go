@@ -12,6 +12,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
@@ -37,6 +38,9 @@ type ServiceInput struct {
 	Slices []discoveryv1.EndpointSlice
 	// Split is the TrafficSplit whose apex is this Service, if any.
 	Split *meshv1.TrafficSplit
+	// Serving tells whether a Service of the namespace exists and has a ready endpoint: a split's
+	// backend that does not gets no share, which goes to those that do.
+	Serving func(service string) bool
 	// Identity is the SPIFFE ID of the workload an endpoint points at, or "" when it has no proxy.
 	Identity func(discoveryv1.Endpoint) string
 	// Opaque tells whether a port carries opaque TCP.
@@ -60,7 +64,7 @@ func Compile(in ServiceInput) Resources {
 		}
 		name := xdsnames.Authority(svc.Name, svc.Namespace, port.Port)
 		add(out, name, listener(name, svc, port, in.Opaque(port.Port)))
-		add(out, name, routeConfig(name, svc, port, in.Split))
+		add(out, name, routeConfig(name, svc, port, in.Split, in.Serving))
 		add(out, name, cluster(name))
 		add(out, name, loadAssignment(name, port, in.Slices, in.Identity))
 	}
@@ -113,36 +117,61 @@ func listener(name string, svc *corev1.Service, port corev1.ServicePort, opaque 
 	return l
 }
 
-// routeConfig routes every request for the service to its cluster, or shares them among the
-// backends of its TrafficSplit.
-func routeConfig(name string, svc *corev1.Service, port corev1.ServicePort, split *meshv1.TrafficSplit) *routev3.RouteConfiguration {
+// routeConfig routes every request for the service to its cluster or, under a TrafficSplit, sends
+// those its matches select to their backends and shares the others among the backends that can
+// serve. When none can, the service's own endpoints serve, rather than nobody.
+func routeConfig(name string, svc *corev1.Service, port corev1.ServicePort, split *meshv1.TrafficSplit, serving func(string) bool) *routev3.RouteConfiguration {
 	action := &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name}}
+	var routes []*routev3.Route
 	if split != nil {
+		backend := func(service string) string { return xdsnames.Authority(service, svc.Namespace, port.Port) }
+		for _, m := range split.Spec.Matches {
+			if serving(m.Backend) {
+				routes = append(routes, &routev3.Route{Match: routeMatch(m), Action: toCluster(backend(m.Backend))})
+			}
+		}
 		var weighted []*routev3.WeightedCluster_ClusterWeight
 		for _, b := range split.Spec.Backends {
-			if b.Weight <= 0 {
-				continue
+			if b.Weight > 0 && serving(b.Service) {
+				weighted = append(weighted, &routev3.WeightedCluster_ClusterWeight{Name: backend(b.Service), Weight: wrapperspb.UInt32(uint32(b.Weight))})
 			}
-			weighted = append(weighted, &routev3.WeightedCluster_ClusterWeight{
-				Name:   xdsnames.Authority(b.Service, svc.Namespace, port.Port),
-				Weight: wrapperspb.UInt32(uint32(b.Weight)),
-			})
 		}
 		if len(weighted) > 0 {
 			action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{Clusters: weighted}}
 		}
 	}
+	routes = append(routes, &routev3.Route{
+		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: action},
+	})
 	return &routev3.RouteConfiguration{
 		Name: name,
 		VirtualHosts: []*routev3.VirtualHost{{
 			Name:    name,
 			Domains: append([]string{name}, xdsnames.Aliases(svc.Name, svc.Namespace, port.Port)...),
-			Routes: []*routev3.Route{{
-				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-				Action: &routev3.Route_Route{Route: action},
-			}},
+			Routes:  routes,
 		}},
 	}
+}
+
+// routeMatch is a TrafficSplit match as an xDS route match: a path prefix ("/" when unset) and
+// headers with exact values.
+func routeMatch(m meshv1.HTTPMatch) *routev3.RouteMatch {
+	prefix := m.PathPrefix
+	if prefix == "" {
+		prefix = "/"
+	}
+	rm := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}}
+	for _, h := range m.Headers {
+		rm.Headers = append(rm.Headers, &routev3.HeaderMatcher{Name: h.Name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.Value}},
+		}})
+	}
+	return rm
+}
+
+func toCluster(name string) *routev3.Route_Route {
+	return &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name}}}
 }
 
 func cluster(name string) *clusterv3.Cluster {

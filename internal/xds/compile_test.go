@@ -102,11 +102,16 @@ func TestCompileOneServicePort(t *testing.T) {
 func TestCompileTrafficSplitAndOpaque(t *testing.T) {
 	g := NewWithT(t)
 	split := &meshv1.TrafficSplit{Spec: meshv1.TrafficSplitSpec{Service: "web", Backends: []meshv1.TrafficSplitBackend{
-		{Service: "web-v1", Weight: 90}, {Service: "web-v2", Weight: 10}, {Service: "web-v3", Weight: 0},
+		{Service: "web-v1", Weight: 90}, {Service: "web-v2", Weight: 10}, {Service: "web-v3", Weight: 0}, {Service: "web-gone", Weight: 50},
+	}, Matches: []meshv1.HTTPMatch{
+		{Headers: []meshv1.HeaderMatch{{Name: "x-canary", Value: "always"}}, Backend: "web-v2"},
+		{PathPrefix: "/old", Backend: "web-gone"},
 	}}}
+	serving := func(s string) bool { return s != "web-gone" }
 	res := Compile(ServiceInput{
 		Service:  service(corev1.ServicePort{Name: "http", Port: 8080}, corev1.ServicePort{Name: "db", Port: 5432}, corev1.ServicePort{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}),
 		Split:    split,
+		Serving:  serving,
 		Identity: identityOfPod,
 		Opaque:   func(p int32) bool { return p == 5432 },
 	})
@@ -115,12 +120,26 @@ func TestCompileTrafficSplitAndOpaque(t *testing.T) {
 	g.Expect(db.GetMetadata().GetFilterMetadata()[xdsnames.MetadataKey].GetFields()[xdsnames.FieldOpaque].GetBoolValue()).To(BeTrue())
 
 	rc := res[resource.RouteType][xdsnames.Authority("web", "shop", 8080)].(*routev3.RouteConfiguration)
-	weighted := rc.GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetWeightedClusters().GetClusters()
-	g.Expect(weighted).To(HaveLen(2), "a zero weight backend gets no share")
+	routes := rc.GetVirtualHosts()[0].GetRoutes()
+	g.Expect(routes).To(HaveLen(2), "the match to a backend that cannot serve is left out")
+	g.Expect(routes[0].GetMatch().GetHeaders()[0].GetStringMatch().GetExact()).To(Equal("always"))
+	g.Expect(routes[0].GetRoute().GetCluster()).To(Equal(xdsnames.Authority("web-v2", "shop", 8080)))
+	weighted := routes[1].GetRoute().GetWeightedClusters().GetClusters()
+	g.Expect(weighted).To(HaveLen(2), "a zero weight backend and one that cannot serve get no share")
 	g.Expect(weighted[0].GetName()).To(Equal(xdsnames.Authority("web-v1", "shop", 8080)))
 	g.Expect(weighted[0].GetWeight().GetValue()).To(BeEquivalentTo(90))
 	g.Expect(weighted[1].GetWeight().GetValue()).To(BeEquivalentTo(10))
 	g.Expect(res[resource.EndpointType][xdsnames.Authority("web", "shop", 8080)].(*endpointv3.ClusterLoadAssignment).GetEndpoints()).To(BeEmpty())
+}
+
+func TestCompileSplitWithNoBackendServingFallsBackToTheApex(t *testing.T) {
+	g := NewWithT(t)
+	split := &meshv1.TrafficSplit{Spec: meshv1.TrafficSplitSpec{Service: "web", Backends: []meshv1.TrafficSplitBackend{{Service: "web-v1", Weight: 1}}}}
+	res := Compile(ServiceInput{Service: service(corev1.ServicePort{Name: "http", Port: 80}), Split: split,
+		Serving: func(string) bool { return false }, Identity: identityOfPod, Opaque: func(int32) bool { return false }})
+	name := xdsnames.Authority("web", "shop", 80)
+	rc := res[resource.RouteType][name].(*routev3.RouteConfiguration)
+	g.Expect(rc.GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetCluster()).To(Equal(name))
 }
 
 func TestCompileExternalNameServesNothing(t *testing.T) {

@@ -61,10 +61,15 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	serving, err := r.serving(ctx, svc.Namespace, split)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	ids := &identities{ctx: ctx, client: r.Client, trustDomain: mesh.Spec.TrustDomain, namespace: svc.Namespace}
 	res := Compile(ServiceInput{
 		Service: svc, Slices: slices.Items, Split: split, Identity: ids.of,
-		Opaque: opaquePorts(mesh, svc),
+		Serving: func(s string) bool { return serving[s] },
+		Opaque:  opaquePorts(mesh, svc),
 	})
 	if err := r.Cache.Set(source, res); err != nil {
 		return ctrl.Result{}, err
@@ -108,6 +113,51 @@ func (r *ServiceReconciler) split(ctx context.Context, svc *corev1.Service) (*me
 		return a.Before(&b) || a.Equal(&b) && apex[i].Name < apex[j].Name
 	})
 	return &apex[0], nil
+}
+
+// serving are the split's backends whose Service exists and has a ready endpoint.
+func (r *ServiceReconciler) serving(ctx context.Context, namespace string, split *meshv1.TrafficSplit) (map[string]bool, error) {
+	out := map[string]bool{}
+	if split == nil {
+		return out, nil
+	}
+	names := []string{}
+	for _, b := range split.Spec.Backends {
+		names = append(names, b.Service)
+	}
+	for _, m := range split.Spec.Matches {
+		names = append(names, m.Backend)
+	}
+	for _, name := range names {
+		if _, done := out[name]; done {
+			continue
+		}
+		svc := &corev1.Service{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, svc); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return nil, err
+			}
+			out[name] = false
+			continue
+		}
+		slices := &discoveryv1.EndpointSliceList{}
+		if err := r.List(ctx, slices, client.InNamespace(namespace), client.MatchingLabels{discoveryv1.LabelServiceName: name}); err != nil {
+			return nil, err
+		}
+		out[name] = hasReadyEndpoint(slices.Items)
+	}
+	return out, nil
+}
+
+func hasReadyEndpoint(slices []discoveryv1.EndpointSlice) bool {
+	for _, s := range slices {
+		for _, ep := range s.Endpoints {
+			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // identities finds the workload identity behind each endpoint.
@@ -169,6 +219,28 @@ func opaquePorts(mc *meshv1.MeshConfig, svc *corev1.Service) func(int32) bool {
 	return func(p int32) bool { return ports[p] }
 }
 
+// apexesOf are the apex Services of the TrafficSplits that send traffic to service.
+func (r *ServiceReconciler) apexesOf(ctx context.Context, namespace, service string) []reconcile.Request {
+	splits := &meshv1.TrafficSplitList{}
+	if err := r.List(ctx, splits, client.InNamespace(namespace)); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, s := range splits.Items {
+		names := []string{}
+		for _, b := range s.Spec.Backends {
+			names = append(names, b.Service)
+		}
+		for _, m := range s.Spec.Matches {
+			names = append(names, m.Backend)
+		}
+		if contains(names, service) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: namespace, Name: s.Spec.Service}})
+		}
+	}
+	return reqs
+}
+
 // servicesOf are the Services whose EndpointSlices point at a workload.
 func (r *ServiceReconciler) servicesOf(ctx context.Context, namespace, kind, name string) []reconcile.Request {
 	slices := &discoveryv1.EndpointSliceList{}
@@ -191,12 +263,17 @@ func (r *ServiceReconciler) servicesOf(ctx context.Context, namespace, kind, nam
 // SetupWithManager compiles a Service again when it, one of its EndpointSlices, a TrafficSplit
 // naming it as apex, an ExternalWorkload among its endpoints, or the MeshConfig changes.
 func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	bySliceOwner := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+	bySliceOwner := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		name := o.GetLabels()[discoveryv1.LabelServiceName]
 		if name == "" {
 			return nil
 		}
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+		return append(r.apexesOf(ctx, o.GetNamespace(), name),
+			reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}})
+	})
+	// A backend that comes or goes changes its apex's shares.
+	byBackend := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.apexesOf(ctx, o.GetNamespace(), o.GetName())
 	})
 	byApex := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		ts, ok := o.(*meshv1.TrafficSplit)
@@ -224,6 +301,7 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("xds").
 		For(&corev1.Service{}).
+		Watches(&corev1.Service{}, byBackend).
 		Watches(&discoveryv1.EndpointSlice{}, bySliceOwner).
 		Watches(&meshv1.TrafficSplit{}, byApex).
 		Watches(&meshv1.ExternalWorkload{}, byWorkload).

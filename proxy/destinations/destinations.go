@@ -6,8 +6,10 @@ package destinations
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -39,6 +41,47 @@ type Service struct {
 	// Backends, when there are any, take the service's requests instead of its endpoints (a
 	// TrafficSplit): each request goes to one backend, chosen in proportion to the weights.
 	Backends []Backend `json:"backends,omitempty"`
+	// Matches come first: a request that one matches goes to its backend (a header canary).
+	Matches []Match `json:"matches,omitempty"`
+}
+
+// Match sends the HTTP requests it matches to one backend.
+type Match struct {
+	// PathPrefix, when set, must begin the request's path.
+	PathPrefix string `json:"pathPrefix,omitempty"`
+	// Headers must all be present with exactly these values.
+	Headers []HeaderMatch `json:"headers,omitempty"`
+	// Backend takes the matching requests.
+	Backend Backend `json:"backend"`
+}
+
+// HeaderMatch is a header a request must carry, with its exact value.
+type HeaderMatch struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+func (m *Match) matches(path string, h http.Header) bool {
+	if !strings.HasPrefix(path, m.PathPrefix) {
+		return false
+	}
+	for _, hm := range m.Headers {
+		if !slices.Contains(h.Values(hm.Name), hm.Value) {
+			return false
+		}
+	}
+	return true
+}
+
+// Choose returns the endpoints for one HTTP request: those of the first match's backend, or else
+// as Pick does with r.
+func (s *Service) Choose(path string, h http.Header, r float64) []Endpoint {
+	for i := range s.Matches {
+		if s.Matches[i].matches(path, h) {
+			return s.Matches[i].Backend.Endpoints
+		}
+	}
+	return s.Pick(r)
 }
 
 // Backend is one weighted share of a split service.
@@ -100,6 +143,9 @@ func NewSnapshot(services []Service) (*Snapshot, error) {
 		all := append(svc.Endpoints[:len(svc.Endpoints):len(svc.Endpoints)], svc.Draining...)
 		for _, b := range svc.Backends {
 			all = append(all[:len(all):len(all)], b.Endpoints...)
+		}
+		for _, m := range svc.Matches {
+			all = append(all[:len(all):len(all)], m.Backend.Endpoints...)
 		}
 		for _, e := range all {
 			if !e.Addr.IsValid() {

@@ -1,6 +1,7 @@
 package destinations
 
 import (
+	"net/http"
 	"net/netip"
 	"testing"
 )
@@ -37,5 +38,31 @@ func TestAliasesFindTheService(t *testing.T) {
 	}
 	if ep, ok := snap.Endpoint(netip.MustParseAddrPort("10.0.0.2:80")); !ok || ep.Identity == "" {
 		t.Errorf("a backend's endpoint is not known by address: %v %v", ep, ok)
+	}
+}
+
+func TestChooseTriesMatchesFirst(t *testing.T) {
+	stable := []Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.1:80")}}
+	canary := []Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.2:80")}}
+	svc := Service{
+		Authority: "web:80",
+		Backends:  []Backend{{Name: "stable", Weight: 1, Endpoints: stable}},
+		Matches:   []Match{{PathPrefix: "/api", Headers: []HeaderMatch{{Name: "X-Canary", Value: "always"}}, Backend: Backend{Name: "canary", Endpoints: canary}}},
+	}
+	tests := []struct {
+		path    string
+		headers http.Header
+		want    []Endpoint
+	}{
+		{"/api/v1", http.Header{"X-Canary": {"always"}}, canary},
+		{"/api/v1", http.Header{"X-Canary": {"sometimes", "always"}}, canary},
+		{"/api/v1", http.Header{"X-Canary": {"never"}}, stable},
+		{"/api/v1", nil, stable},
+		{"/web", http.Header{"X-Canary": {"always"}}, stable},
+	}
+	for _, tt := range tests {
+		if got := svc.Choose(tt.path, tt.headers, 0.5); got[0] != tt.want[0] {
+			t.Errorf("Choose(%q, %v) = %v, want %v", tt.path, tt.headers, got, tt.want)
+		}
 	}
 }

@@ -157,7 +157,7 @@ const maxAttempts = 3
 
 // opaque carries a TCP stream to one endpoint, trying another when one cannot be reached.
 func (p *Proxy) opaque(conn net.Conn, dst netip.AddrPort, snap *destinations.Snapshot) {
-	eps := p.endpoints(dst, "", snap)
+	eps := p.endpoints(dst, "", nil, snap)
 	avoid := map[netip.AddrPort]bool{}
 	for range maxAttempts {
 		ep := p.balancer.pick(eps, avoid)
@@ -181,15 +181,21 @@ func (p *Proxy) dial(ctx context.Context, ep destinations.Endpoint, alpn string)
 	return td.DialContext(ctx, "tcp", ep.Addr.String())
 }
 
-// endpoints are the candidates for traffic to dst (and, for HTTP, authority): the service's
-// endpoints, or the original destination itself when it is no known service.
-func (p *Proxy) endpoints(dst netip.AddrPort, authority string, snap *destinations.Snapshot) []destinations.Endpoint {
+// endpoints are the candidates for traffic to dst (and, for an HTTP request, authority): the
+// service's endpoints, or the original destination itself when it is no known service.
+func (p *Proxy) endpoints(dst netip.AddrPort, authority string, req *http.Request, snap *destinations.Snapshot) []destinations.Endpoint {
 	svc := snap.ByAuthority(authority)
 	if svc == nil {
 		svc = snap.ByAddr(dst)
 	}
 	if svc != nil {
-		if eps := svc.Pick(rand.Float64()); len(eps) > 0 {
+		var eps []destinations.Endpoint
+		if req != nil {
+			eps = svc.Choose(req.URL.Path, req.Header, rand.Float64())
+		} else {
+			eps = svc.Pick(rand.Float64())
+		}
+		if len(eps) > 0 {
 			return eps
 		}
 	}
@@ -231,7 +237,7 @@ type routeTransport struct {
 
 func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := rt.p
-	eps := p.endpoints(rt.dst, req.Host, p.Destinations.Snapshot())
+	eps := p.endpoints(rt.dst, req.Host, req, p.Destinations.Snapshot())
 	var avoid map[netip.AddrPort]bool // made on the first failure only: most requests need none
 	var err error
 	for range maxAttempts {

@@ -40,13 +40,21 @@ type listener struct {
 	inline    []virtualHost
 }
 
-// virtualHost is a RouteConfiguration's virtual host, reduced to its first route: the proxy routes by
-// authority only.
+// virtualHost is a RouteConfiguration's virtual host: its matching routes, each to one cluster,
+// then the route that takes every other request.
 type virtualHost struct {
 	domains []string
-	// cluster takes the requests, unless weighted is set.
+	matches []match
+	// cluster takes the other requests, unless weighted is set.
 	cluster  string
 	weighted []destinations.Backend
+}
+
+// match is a route that sends the requests it matches to one cluster.
+type match struct {
+	pathPrefix string
+	headers    []destinations.HeaderMatch
+	cluster    string
 }
 
 // cluster is an EDS cluster: the name of its ClusterLoadAssignment.
@@ -159,13 +167,49 @@ func virtualHosts(rc *routev3.RouteConfiguration) ([]virtualHost, error) {
 			if err != nil {
 				return nil, fmt.Errorf("virtual host %q route %d: %w", vh.GetName(), i, err)
 			}
-			if i == 0 {
-				v.cluster, v.weighted = c, weighted
+			m, err := routeMatch(r.GetMatch())
+			if err != nil {
+				return nil, fmt.Errorf("virtual host %q route %d: %w", vh.GetName(), i, err)
 			}
+			if m.pathPrefix == "/" && len(m.headers) == 0 {
+				// Every request matches: this route takes the rest, and any after it is unreachable.
+				v.cluster, v.weighted = c, weighted
+				break
+			}
+			if c == "" {
+				return nil, fmt.Errorf("virtual host %q route %d: a matching route must name one cluster", vh.GetName(), i)
+			}
+			m.cluster = c
+			v.matches = append(v.matches, m)
 		}
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// routeMatch reads what the proxy understands of a route's match: a path prefix and headers with
+// exact values.
+func routeMatch(rm *routev3.RouteMatch) (match, error) {
+	m := match{pathPrefix: "/"}
+	switch ps := rm.GetPathSpecifier().(type) {
+	case *routev3.RouteMatch_Prefix:
+		if ps.Prefix != "" {
+			m.pathPrefix = ps.Prefix
+		}
+	default:
+		return m, fmt.Errorf("the route matches paths by %T; the proxy understands prefixes only", ps)
+	}
+	if len(rm.GetQueryParameters()) > 0 || rm.GetRuntimeFraction() != nil || len(rm.GetDynamicMetadata()) > 0 || rm.GetGrpc() != nil {
+		return m, errors.New("the route matches on more than the path prefix and headers")
+	}
+	for _, h := range rm.GetHeaders() {
+		exact := h.GetStringMatch().GetExact()
+		if exact == "" || h.GetInvertMatch() || h.GetStringMatch().GetIgnoreCase() {
+			return m, fmt.Errorf("header %q: the proxy matches headers by exact value only", h.GetName())
+		}
+		m.headers = append(m.headers, destinations.HeaderMatch{Name: h.GetName(), Value: exact})
+	}
+	return m, nil
 }
 
 func routeTarget(ra *routev3.RouteAction) (string, []destinations.Backend, error) {
@@ -345,6 +389,10 @@ func snapshot(held map[string]map[string]resource) (*destinations.Snapshot, erro
 			if vh.weighted == nil {
 				a := assigned(vh.cluster)
 				svc.Endpoints, svc.Draining = a.endpoints, a.draining
+			}
+			for _, m := range vh.matches {
+				svc.Matches = append(svc.Matches, destinations.Match{PathPrefix: m.pathPrefix, Headers: m.headers,
+					Backend: destinations.Backend{Name: m.cluster, Endpoints: assigned(m.cluster).endpoints}})
 			}
 			for _, b := range vh.weighted {
 				a := assigned(b.Name)

@@ -12,6 +12,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skeinmesh/skein/internal/xdsnames"
@@ -128,5 +129,38 @@ func TestDecodeAssignment(t *testing.T) {
 	}
 	if want := []destinations.Endpoint{{Addr: netip.MustParseAddrPort("10.0.1.1:8080")}}; !slices.Equal(got.(assignment).endpoints, want) {
 		t.Errorf("with priority 0 draining, endpoints = %v, want %v", got, want)
+	}
+}
+
+func TestMatchingRoutesComeFirst(t *testing.T) {
+	rc := newRoute(web, []string{web}, weight(web, 90), weight(canary, 10))
+	vh := rc.VirtualHosts[0]
+	toCanary := &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: canary}}}
+	vh.Routes = append([]*routev3.Route{{
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/api"},
+			Headers: []*routev3.HeaderMatcher{{Name: "x-canary", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+				StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "always"}},
+			}}},
+		},
+		Action: toCanary,
+	}}, vh.Routes...)
+	vhs, err := virtualHosts(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []match{{pathPrefix: "/api", headers: []destinations.HeaderMatch{{Name: "x-canary", Value: "always"}}, cluster: canary}}
+	if got := vhs[0].matches; !slices.EqualFunc(got, want, func(a, b match) bool {
+		return a.pathPrefix == b.pathPrefix && a.cluster == b.cluster && slices.Equal(a.headers, b.headers)
+	}) {
+		t.Errorf("matches = %+v, want %+v", got, want)
+	}
+	if len(vhs[0].weighted) != 2 {
+		t.Errorf("the catch-all route's weighted clusters = %v", vhs[0].weighted)
+	}
+
+	vh.Routes[0].Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/api.*"}}
+	if _, err := virtualHosts(rc); err == nil || !strings.Contains(err.Error(), "prefixes only") {
+		t.Errorf("a regex path match was accepted: %v", err)
 	}
 }

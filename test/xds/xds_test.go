@@ -185,20 +185,38 @@ var _ = Describe("Configuration push", Ordered, func() {
 		d.quiet(300 * time.Millisecond)
 
 		By("splitting the Service's traffic")
-		for _, backend := range []string{"web-v1", "web-v2"} {
+		backendSlices := map[string]*discoveryv1.EndpointSlice{}
+		for i, backend := range []string{"web-v1", "web-v2"} {
 			Expect(k8s.Create(ctx, &corev1.Service{
 				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: backend},
 				Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
 			})).To(Succeed())
+			backendSlices[backend] = &discoveryv1.EndpointSlice{
+				ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: backend, Labels: map[string]string{discoveryv1.LabelServiceName: backend}},
+				AddressType: discoveryv1.AddressTypeIPv4,
+				Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
+				Endpoints:   endpoints([]string{"web-1", "web-2"}[i]),
+			}
+			Expect(k8s.Create(ctx, backendSlices[backend])).To(Succeed())
 		}
 		Expect(k8s.Create(ctx, &meshv1.TrafficSplit{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-canary"},
 			Spec:       meshv1.TrafficSplitSpec{Service: "web", Backends: []meshv1.TrafficSplitBackend{{Service: "web-v1", Weight: 95}, {Service: "web-v2", Weight: 5}}},
 		})).To(Succeed())
-		Eventually(func(g Gomega) {
+		weighted := func(g Gomega) []*routev3.WeightedCluster_ClusterWeight {
 			r := d.next(resource.RouteType)
 			rc := resources(r, func() *routev3.RouteConfiguration { return &routev3.RouteConfiguration{} })[authority]
-			g.Expect(rc.GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetWeightedClusters().GetClusters()).To(HaveLen(2))
+			return rc.GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetWeightedClusters().GetClusters()
+		}
+		Eventually(func(g Gomega) { g.Expect(weighted(g)).To(HaveLen(2)) }).Should(Succeed())
+
+		By("taking every endpoint away from one backend: its share goes to the other")
+		backendSlices["web-v2"].Endpoints = nil
+		Expect(k8s.Update(ctx, backendSlices["web-v2"])).To(Succeed())
+		Eventually(func(g Gomega) {
+			w := weighted(g)
+			g.Expect(w).To(HaveLen(1))
+			g.Expect(w[0].GetName()).To(Equal(xdsnames.Authority("web-v1", ns, 80)))
 		}).Should(Succeed())
 	})
 
