@@ -95,23 +95,31 @@ type Backend struct {
 }
 
 // Pick returns the endpoints to send one request to: the service's own, or those of a backend
-// chosen by weight with r, a number in [0, 1).
+// chosen by weight with r, a number in [0, 1). A backend with no endpoints gets no share: it may
+// have lost them before the control plane's new weights arrive, and its requests would go nowhere.
 func (s *Service) Pick(r float64) []Endpoint {
 	var total uint64
 	for _, b := range s.Backends {
-		total += uint64(b.Weight)
+		if len(b.Endpoints) > 0 {
+			total += uint64(b.Weight)
+		}
 	}
 	if total == 0 {
 		return s.Endpoints
 	}
 	n := uint64(r * float64(total))
+	var last []Endpoint
 	for _, b := range s.Backends {
+		if len(b.Endpoints) == 0 {
+			continue
+		}
 		if n < uint64(b.Weight) {
 			return b.Endpoints
 		}
 		n -= uint64(b.Weight)
+		last = b.Endpoints
 	}
-	return s.Backends[len(s.Backends)-1].Endpoints
+	return last
 }
 
 // Snapshot is a consistent view of the destinations; it is never changed once published.

@@ -17,6 +17,12 @@ func TestPickFollowsWeights(t *testing.T) {
 	if counts[v1[0].Addr] != 900 || counts[v2[0].Addr] != 100 {
 		t.Errorf("picks = %v, want 900 to v1 and 100 to v2", counts)
 	}
+	emptied := Service{Authority: "web:80", Backends: []Backend{{Name: "v1", Weight: 90}, {Name: "v2", Weight: 10, Endpoints: v2}}}
+	for _, r := range []float64{0, 0.5, 0.99} {
+		if got := emptied.Pick(r); len(got) != 1 || got[0] != v2[0] {
+			t.Errorf("with v1 out of endpoints, Pick(%v) = %v, want v2's", r, got)
+		}
+	}
 	zero := Service{Authority: "web:80", Endpoints: v1, Backends: []Backend{{Name: "v2", Weight: 0, Endpoints: v2}}}
 	if got := zero.Pick(0.5); got[0] != v1[0] {
 		t.Errorf("with every weight zero, Pick = %v, want the service's own endpoints", got)

@@ -18,12 +18,13 @@ import (
 	"github.com/skeinmesh/skein/test/localmesh"
 )
 
-// load runs the workload's load client in pod c against the service for d, in the background; the
-// returned function waits for it and gives its counts and which pods served.
-func load(t *testing.T, c *localmesh.Pod, clusterIP, authority string, d time.Duration) func() (ok, failed int, servedBy string) {
+// load runs the workload's load client in pod c against the service for d, in the background, with
+// any more flags given; the returned function waits for it and gives its counts and which pods served.
+func load(t *testing.T, c *localmesh.Pod, clusterIP, authority string, d time.Duration, flags ...string) func() (ok, failed int, servedBy string) {
 	done := make(chan string, 1)
 	go func() {
-		out, err := c.Run(0, "-mode", "load", "-addr", clusterIP+":80", "-host", authority, "-duration", d.String(), "-workers", "4")
+		args := append([]string{"-mode", "load", "-addr", clusterIP + ":80", "-host", authority, "-duration", d.String(), "-workers", "4"}, flags...)
+		out, err := c.Run(0, args...)
 		if err != nil {
 			out += " " + err.Error()
 		}

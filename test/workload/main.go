@@ -28,6 +28,7 @@ func main() {
 	tcpAddr := flag.String("tcp-addr", ":9000", "serve: the TCP echo address")
 	body := flag.String("body", "", "client: a marker to send")
 	host := flag.String("host", "", "load: the Host header (the service's authority)")
+	header := flag.String("header", "", `load: one more request header, "Name: value"`)
 	duration := flag.Duration("duration", 10*time.Second, "load: how long to send requests")
 	workers := flag.Int("workers", 4, "load: concurrent clients, each with a keep-alive connection")
 	flag.Parse()
@@ -40,7 +41,7 @@ func main() {
 	case "tcp":
 		err = callTCP(*addr, *body)
 	case "load":
-		err = load(*addr, *host, *duration, *workers)
+		err = load(*addr, *host, *header, *duration, *workers)
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
@@ -123,7 +124,8 @@ func callHTTP(mode, addr, body string) error {
 
 // load sends GET requests for duration and prints "ok=<n> failed=<n>", which pods served them
 // ("served-by <pod>=<n> ..." from the servers' $POD_NAME) and the first failures.
-func load(addr, host string, duration time.Duration, workers int) error {
+func load(addr, host, header string, duration time.Duration, workers int) error {
+	name, value, _ := strings.Cut(header, ":")
 	var mu sync.Mutex
 	ok, failed := 0, 0
 	var failures []string
@@ -138,6 +140,9 @@ func load(addr, host string, duration time.Duration, workers int) error {
 			for time.Now().Before(deadline) {
 				req, _ := http.NewRequest("GET", "http://"+addr+"/load", nil)
 				req.Host = host
+				if name != "" {
+					req.Header.Set(strings.TrimSpace(name), strings.TrimSpace(value))
+				}
 				resp, err := c.Do(req)
 				by := ""
 				if err == nil {
