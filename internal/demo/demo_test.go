@@ -46,7 +46,9 @@ func TestDemoOnce(t *testing.T) {
 		`client -> web:80 over http1 answered: 200 HTTP/1.1 /http1 spiffe://cluster.local/ns/default/sa/client hello-from-client`,
 		`client -> web:80 over grpc\s+answered: 200 grpc-status=0`,
 		`client -> web:9000 over tcp\s+answered: echo: hello-from-client`,
-		`ok=\d+ failed=0\s+served-by web-canary-1=\d+ web-stable-1=\d+`,
+		`at web-stable 90, web-canary 10\n\s+ok=\d+ failed=0\s+served-by web-canary-1=\d+ web-stable-1=\d+`,
+		`trafficsplit.mesh.skein.dev/web patched`,
+		`at web-stable 0, web-canary 100\n\s+ok=\d+ failed=0\s+served-by web-canary-1=\d+\n`,
 		`xds_updates_total\{result="ack",type="endpoint"\} [1-9]`,
 		`==> Stopping the API server`,
 	} {

@@ -18,7 +18,8 @@ import (
 
 // meshedPods runs meshed pods, each a network namespace with proxy-init's rules, the workload and
 // skein-proxy certified by the identity service and configured over xDS by the control plane, and
-// sends traffic through the sample TrafficSplit: web -> web-stable 90%, web-canary 10%.
+// sends traffic through the sample TrafficSplit: web -> web-stable 90%, web-canary 10%, then 50/50,
+// then all to the canary.
 func (d *demo) meshedPods(ctx context.Context) error {
 	if d.podsUnsupported != nil {
 		d.say("Skipping meshed pods: " + d.podsUnsupported.Error())
@@ -86,12 +87,23 @@ func (d *demo) meshedPods(ctx context.Context) error {
 	}
 	d.printf("    (the server sees the caller's SPIFFE ID in Skein-Client-Id; the bytes between the pods are mTLS)\n")
 
-	d.say("Three seconds of requests to web, shared by the sample TrafficSplit (web-stable 90, web-canary 10)")
-	out, err := caller.Run(0, "-mode", "load", "-addr", webIP+":80", "-host", "web.default.svc.cluster.local:80", "-duration", "3s", "-workers", "4")
-	if err != nil {
-		return fmt.Errorf("load from client to web: %v: %s", err, out)
+	// The sample TrafficSplit's 90/10 canary, then a shift to 50/50, then blue/green: all to the canary.
+	for _, step := range []struct{ stable, canary int }{{90, 10}, {50, 50}, {0, 100}} {
+		if step.stable != 90 {
+			patch := fmt.Sprintf(`{"spec":{"backends":[{"service":"web-stable","weight":%d},{"service":"web-canary","weight":%d}]}}`, step.stable, step.canary)
+			d.say("kubectl patch trafficsplit web --type=merge -p '" + patch + "'")
+			if err := d.kubectl(ctx, "patch", "trafficsplit", "web", "-n", "default", "--type=merge", "-p", patch); err != nil {
+				return err
+			}
+			time.Sleep(time.Second) // the proxies have it within milliseconds; a second is plenty
+		}
+		d.say(fmt.Sprintf("Two seconds of requests to web at web-stable %d, web-canary %d", step.stable, step.canary))
+		out, err := caller.Run(0, "-mode", "load", "-addr", webIP+":80", "-host", "web.default.svc.cluster.local:80", "-duration", "2s", "-workers", "4")
+		if err != nil {
+			return fmt.Errorf("load from client to web: %v: %s", err, out)
+		}
+		d.printf("%s\n", indent(out))
 	}
-	d.printf("%s\n", indent(out))
 	d.say("What the client's proxy counted (its /metrics on " + caller.Admin + ")")
 	for _, l := range strings.Split(localmesh.Get(caller.Admin+"/metrics"), "\n") {
 		if strings.HasPrefix(l, "xds_") || strings.HasPrefix(l, "identity_cert_expiration") {
