@@ -81,7 +81,7 @@ func run(o options) error {
 		return fmt.Errorf("listening for the xDS service: %w", err)
 	}
 	if _, err := xds.AddToManager(mgr, xds.Options{
-		Listener: xdsLis, Certificate: id.GetCertificate, Roots: id.Roots, Metrics: metrics.Registry,
+		Listener: xdsLis, Certificate: id.GetCertificate, Roots: id.Roots, Namespace: o.namespace, Metrics: metrics.Registry,
 	}); err != nil {
 		return err
 	}

@@ -32,8 +32,11 @@ type Options struct {
 	Listener net.Listener
 	// Certificate is the server's own certificate (identity.Server.GetCertificate).
 	Certificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	// Roots are the trust anchors client certificates must chain to.
+	// Roots are the trust anchors client certificates must chain to, used until the trust bundle
+	// exists in Namespace (see BundleRoots).
 	Roots func() (*x509.CertPool, error)
+	// Namespace is the control plane's, where the trust bundle is.
+	Namespace string
 	// Metrics is where the service's counters are registered.
 	Metrics prometheus.Registerer
 }
@@ -58,7 +61,7 @@ func AddToManager(mgr ctrl.Manager, o Options) (*Server, error) {
 	}
 	c.OnUpdate = func(typ string, changed, removed int) { updates.WithLabelValues(typ).Add(float64(changed + removed)) }
 	srv := &Server{
-		Cache: c, Listener: o.Listener, Certificate: o.Certificate, Roots: o.Roots,
+		Cache: c, Listener: o.Listener, Certificate: o.Certificate, Roots: BundleRoots(mgr.GetClient(), o.Namespace, o.Roots),
 		Authorizer: &KubeAuthorizer{Client: mgr.GetClient()},
 		Reporter:   &EventReporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("skein-xds"), Counter: rejected, Log: ctrl.Log.WithName("xds")},
 		Log:        ctrl.Log.WithName("xds"),
@@ -136,4 +139,21 @@ func (r *EventReporter) Rejected(node *corev3.Node, typeURL, message string) {
 		}
 	}
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonConfigRejected, "ApplyConfig", "The proxy rejected %s: %s", typeURL, message)
+}
+
+// BundleRoots are the anchors of the trust bundle ConfigMap, every anchor in force, so that during a
+// rotation (A, then A+B, then B) a proxy whose certificate still chains to A keeps its configuration.
+// Before the bundle exists, fallback's anchors serve.
+func BundleRoots(c client.Reader, namespace string, fallback func() (*x509.CertPool, error)) func() (*x509.CertPool, error) {
+	return func() (*x509.CertPool, error) {
+		cm := &corev1.ConfigMap{}
+		if err := c.Get(context.Background(), types.NamespacedName{Namespace: namespace, Name: meshv1.TrustBundleName}, cm); err != nil {
+			return fallback()
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(cm.Data[meshv1.TrustBundleKey])) {
+			return fallback()
+		}
+		return pool, nil
+	}
 }

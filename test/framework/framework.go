@@ -249,7 +249,7 @@ func StartControlPlaneWith(cfg *rest.Config, o ControlPlaneOptions) (*ControlPla
 	if err != nil {
 		return nil, errors.Join(err, lis.Close())
 	}
-	xdsSrv, err := xds.AddToManager(mgr, xds.Options{Listener: xdsLis, Certificate: srv.GetCertificate, Roots: srv.Roots, Metrics: reg})
+	xdsSrv, err := xds.AddToManager(mgr, xds.Options{Listener: xdsLis, Certificate: srv.GetCertificate, Roots: srv.Roots, Namespace: SystemNamespace, Metrics: reg})
 	if err != nil {
 		return nil, errors.Join(err, lis.Close(), xdsLis.Close())
 	}
