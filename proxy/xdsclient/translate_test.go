@@ -43,7 +43,13 @@ func TestDecodeRejects(t *testing.T) {
 		}), wantErr: "not an HTTP connection manager"},
 		{name: "scoped routes", typ: listenerType, res: change(newListener(web, false), func(m proto.Message) {
 			m.(*listenerv3.Listener).ApiListener.ApiListener = mustAny(&hcmv3.HttpConnectionManager{RouteSpecifier: &hcmv3.HttpConnectionManager_ScopedRoutes{}})
-		}), wantErr: "route specifier"},
+		}), wantErr: "scoped_routes"},
+		{name: "no route specifier", typ: listenerType, res: change(newListener(web, false), func(m proto.Message) {
+			m.(*listenerv3.Listener).ApiListener.ApiListener = mustAny(&hcmv3.HttpConnectionManager{StatPrefix: "web"})
+		}), wantErr: "neither rds nor route_config"},
+		{name: "a garbled HTTP connection manager", typ: listenerType, res: change(newListener(web, false), func(m proto.Message) {
+			m.(*listenerv3.Listener).ApiListener.ApiListener.Value = []byte{0x1a, 0xff}
+		}), wantErr: "api_listener"},
 		{name: "listener name is not an authority", typ: listenerType, res: newListener("web", false), as: "web", wantErr: "not an authority"},
 		{name: "listener address is a pipe", typ: listenerType, res: change(newListener(web, false), func(m proto.Message) {
 			m.(*listenerv3.Listener).Address = &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: "/tmp/s"}}}
@@ -162,5 +168,21 @@ func TestMatchingRoutesComeFirst(t *testing.T) {
 	vh.Routes[0].Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/api.*"}}
 	if _, err := virtualHosts(rc); err == nil || !strings.Contains(err.Error(), "prefixes only") {
 		t.Errorf("a regex path match was accepted: %v", err)
+	}
+}
+
+func TestListenerWithInlineRoutes(t *testing.T) {
+	l := newListener(web, false, "10.96.0.10:80")
+	l.ApiListener.ApiListener = mustAny(&hcmv3.HttpConnectionManager{
+		StatPrefix:     web,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: newRoute(web, []string{web, "web.default:80"}, weight(web, 1), weight(canary, 3))},
+	})
+	got, err := decodeListener(web, mustAny(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inline := got.(*listener).inline
+	if got.(*listener).routeName != "" || len(inline) != 1 || len(inline[0].weighted) != 2 || inline[0].weighted[1].Weight != 3 {
+		t.Errorf("inline routes = %+v", got)
 	}
 }

@@ -30,7 +30,10 @@ func banned(pkg string) bool {
 	}
 	for _, p := range []string{"k8s.io", "sigs.k8s.io", "github.com/cert-manager", skein + "internal/identity", skein + "internal/xds",
 		// go-control-plane's server side: caches and servers; the proxy needs only the protos.
-		"github.com/envoyproxy/go-control-plane/pkg"} {
+		"github.com/envoyproxy/go-control-plane/pkg",
+		// The HTTP connection manager links access logging and tracing; xdsclient reads the two
+		// fields it needs from the wire instead.
+		"github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager"} {
 		if under(pkg, p) {
 			return true
 		}
