@@ -19,6 +19,10 @@ func Setup(mgr ctrl.Manager, namespace string) error {
 	if err := (&MeshStatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the MeshStatus controller: %w", err)
 	}
+	ts := &TrafficSplitReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("skein-trafficsplit")}
+	if err := ts.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the TrafficSplit controller: %w", err)
+	}
 	return nil
 }
 

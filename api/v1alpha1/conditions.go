@@ -31,6 +31,29 @@ const (
 
 	// ReasonDeleting: the object is being deleted and its finalizer is cleaning up.
 	ReasonDeleting = "Deleting"
+
+	// ReasonApexMissing: a TrafficSplit's apex Service does not exist, so nothing routes by the split.
+	ReasonApexMissing = "ApexMissing"
+
+	// ReasonSuperseded: an older TrafficSplit already splits the same apex Service and is the one in
+	// force; the message names it.
+	ReasonSuperseded = "Superseded"
+
+	// ReasonBackendUnavailable: a TrafficSplit backend's Service does not exist or has no ready
+	// endpoint; the message names each such backend, whose share goes to the backends that can serve.
+	// It is also the reason of the event recorded when a backend stops being able to serve.
+	ReasonBackendUnavailable = "BackendUnavailable"
+
+	// ReasonBackendAvailable: the event recorded when a TrafficSplit backend that could not serve can again.
+	ReasonBackendAvailable = "BackendAvailable"
+
+	// ReasonNoBackendAvailable: no TrafficSplit backend with a weight can serve, so the apex Service's
+	// own endpoints take all its traffic; the message names the backends and why.
+	ReasonNoBackendAvailable = "NoBackendAvailable"
+
+	// ReasonWeightsChanged: the event recorded when a TrafficSplit's weights in force change; the note
+	// lists them, e.g. "web-stable 90, web-canary 10".
+	ReasonWeightsChanged = "WeightsChanged"
 )
 
 // Finalizers.
