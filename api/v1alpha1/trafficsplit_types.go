@@ -101,8 +101,9 @@ type TrafficSplitStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// backends are the weights in force: a backend that cannot serve has weight 0 here and its
-	// share is spread over the others.
+	// backends are the weights in force: a backend that cannot serve (its Service is missing or has
+	// no ready endpoint) has weight 0 here and its share is spread over the others. Empty while the
+	// split is not in force: its apex Service is missing, or an older split of the apex is in force.
 	// +optional
 	// +listType=map
 	// +listMapKey=service
