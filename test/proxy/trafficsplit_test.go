@@ -8,6 +8,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/test/localmesh"
@@ -78,11 +79,16 @@ func TestTrafficSplit(t *testing.T) {
 		waitFor(t, 10*time.Second, "the client's proxy to apply "+what, func() bool { return routeAcks(client) != before })
 		t.Logf("%s reached the client's proxy %s after it was written", what, time.Since(start).Round(time.Millisecond))
 	}
+	// patch changes the split's spec as kubectl patch would, whatever its controller wrote to status.
+	patch := func(change func()) error {
+		before := split.DeepCopy()
+		change()
+		return fm.Client.Patch(ctx, split, ctrlclient.MergeFrom(before))
+	}
 	setWeights := func(s, c int32) {
 		t.Helper()
 		apply(fmt.Sprintf("weights %d/%d", s, c), func() error {
-			split.Spec.Backends[0].Weight, split.Spec.Backends[1].Weight = s, c
-			return fm.Client.Update(ctx, split)
+			return patch(func() { split.Spec.Backends[0].Weight, split.Spec.Backends[1].Weight = s, c })
 		})
 	}
 	// share measures the canary's share over a second of requests, with any more load flags.
@@ -121,8 +127,9 @@ func TestTrafficSplit(t *testing.T) {
 
 	t.Log("a header match sends every matching request to the canary and none of the others")
 	apply("a header match", func() error {
-		split.Spec.Matches = []meshv1.HTTPMatch{{Headers: []meshv1.HeaderMatch{{Name: "x-canary", Value: "always"}}, Backend: "web-canary"}}
-		return fm.Client.Update(ctx, split)
+		return patch(func() {
+			split.Spec.Matches = []meshv1.HTTPMatch{{Headers: []meshv1.HeaderMatch{{Name: "x-canary", Value: "always"}}, Backend: "web-canary"}}
+		})
 	})
 	if got, n := share("-header", "x-canary: always"); got != 1 {
 		t.Errorf("with the header, the canary took %.3f of %d requests", got, n)
