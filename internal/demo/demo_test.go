@@ -48,6 +48,7 @@ func TestDemoOnce(t *testing.T) {
 		`client -> web:9000 over tcp\s+answered: echo: hello-from-client`,
 		`at web-stable 90, web-canary 10\n\s+ok=\d+ failed=0\s+served-by web-canary-1=\d+ web-stable-1=\d+`,
 		`trafficsplit.mesh.skein.dev/web patched`,
+		`web\s+web\s+True\s+\S+\s+Weights in force: web-stable 50, web-canary 50`,
 		`at web-stable 0, web-canary 100\n\s+ok=\d+ failed=0\s+served-by web-canary-1=\d+\n`,
 		`xds_updates_total\{result="ack",type="endpoint"\} [1-9]`,
 		`==> Stopping the API server`,

@@ -103,6 +103,9 @@ func (d *demo) meshedPods(ctx context.Context) error {
 			return fmt.Errorf("load from client to web: %v: %s", err, out)
 		}
 		d.printf("%s\n", indent(out))
+		if err := d.show("trafficsplit", "web", "-n", "default", "-o", "wide")(ctx); err != nil {
+			return err
+		}
 	}
 	d.say("What the client's proxy counted (its /metrics on " + caller.Admin + ")")
 	for _, l := range strings.Split(localmesh.Get(caller.Admin+"/metrics"), "\n") {
