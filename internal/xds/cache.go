@@ -113,5 +113,17 @@ func (c *Cache) Intern(name string) string {
 	return name
 }
 
+// Get returns the resource of a type by name, or nil.
+func (c *Cache) Get(typ, name string) types.Resource {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, res := range c.owned {
+		if r, ok := res[typ][name]; ok {
+			return r
+		}
+	}
+	return nil
+}
+
 // Len is how many resources of a type the cache holds.
 func (c *Cache) Len(typ string) int { return c.linear[typ].NumResources() }
