@@ -168,15 +168,7 @@ func (r *TrafficSplitReconciler) readyEndpoints(ctx context.Context, namespace, 
 	if err := r.List(ctx, slices, client.InNamespace(namespace), client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
 		return 0, fmt.Errorf("listing the EndpointSlices of %s/%s: %w", namespace, service, err)
 	}
-	var n int32
-	for _, s := range slices.Items {
-		for _, ep := range s.Endpoints {
-			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
-				n++
-			}
-		}
-	}
-	return n, nil
+	return meshv1.ReadyEndpoints(slices.Items), nil
 }
 
 // weightsInForce gives a backend that cannot serve weight 0 and the others their spec weight.

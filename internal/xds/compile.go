@@ -254,7 +254,7 @@ func targetPort(slice discoveryv1.EndpointSlice, port corev1.ServicePort) (int32
 // but serving is draining; anything else is left out.
 func healthOf(c discoveryv1.EndpointConditions) (corev3.HealthStatus, bool) {
 	switch {
-	case c.Ready == nil || *c.Ready:
+	case meshv1.IsReady(c):
 		return corev3.HealthStatus_HEALTHY, true
 	case c.Terminating != nil && *c.Terminating && c.Serving != nil && *c.Serving:
 		return corev3.HealthStatus_DRAINING, true

@@ -144,20 +144,9 @@ func (r *ServiceReconciler) serving(ctx context.Context, namespace string, split
 		if err := r.List(ctx, slices, client.InNamespace(namespace), client.MatchingLabels{discoveryv1.LabelServiceName: name}); err != nil {
 			return nil, err
 		}
-		out[name] = hasReadyEndpoint(slices.Items)
+		out[name] = meshv1.ReadyEndpoints(slices.Items) > 0
 	}
 	return out, nil
-}
-
-func hasReadyEndpoint(slices []discoveryv1.EndpointSlice) bool {
-	for _, s := range slices {
-		for _, ep := range s.Endpoints {
-			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // identities finds the workload identity behind each endpoint.
