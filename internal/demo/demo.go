@@ -21,6 +21,7 @@ import (
 
 	"github.com/skeinmesh/skein/internal/certmanager"
 	"github.com/skeinmesh/skein/internal/localcluster"
+	"github.com/skeinmesh/skein/test/localmesh"
 	"github.com/skeinmesh/skein/test/netns"
 )
 
@@ -98,6 +99,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		d.show("clusterissuers,issuers,certificates", "-n", Namespace),
 		d.certifyWorkload,
 		d.meshedPods,
+		d.externalWorkload,
 	)
 	if err != nil || o.Once {
 		return err
@@ -121,6 +123,9 @@ type demo struct {
 	pods            *podsT
 	network         *netns.Network
 	podsUnsupported error
+	// mesh and caller are meshedPods' pods, which later acts reuse.
+	mesh   *localmesh.Mesh
+	caller *localmesh.Pod
 }
 
 // run runs the acts in order and stops at the first that fails.

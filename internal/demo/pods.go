@@ -69,6 +69,7 @@ func (d *demo) meshedPods(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.mesh, d.caller = m, caller
 	for _, p := range []*localmesh.Pod{stable, canary, caller} {
 		d.printf("    pod %-13s %-12s %s\n", p.Name, p.IP, p.ID)
 	}
