@@ -54,6 +54,9 @@ type Options struct {
 	// (checking XDSServerName), and AddPod creates a Pod object for each pod, as its node.
 	XDSAddrs      []string
 	XDSServerName string
+	// Hosts are the names, and their addresses, that pods run by RunPod resolve (their /etc/hosts),
+	// standing in for the cluster's DNS: the control plane's Services, for example.
+	Hosts map[string]string
 }
 
 // Mesh runs pods.

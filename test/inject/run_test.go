@@ -1,0 +1,81 @@
+package inject_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
+	"github.com/skeinmesh/skein/internal/inject"
+	"github.com/skeinmesh/skein/test/localmesh"
+)
+
+// injectDirectly meshes a pod with internal/inject, as the webhook would, and creates it.
+func (e *env) injectDirectly(t *testing.T, pod *corev1.Pod) *corev1.Pod {
+	t.Helper()
+	config, err := inject.ConfigFrom(e.ctx, e.Client, "skein-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := inject.NamespaceFrom(e.ctx, e.Client, pod.Namespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Inject(&pod.ObjectMeta, &pod.Spec, ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Client.Create(e.ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	return e.admitted(t, pod)
+}
+
+// TestInjectedPodsTalkMTLS runs injected pods' specs for real: proxy-init's rules, the native
+// sidecar and the application, and a client's request to a Service goes through both proxies with
+// mTLS, the server seeing the client's identity.
+func TestInjectedPodsTalkMTLS(t *testing.T) {
+	e := newEnv(t)
+	e.namespace(t, "shop", map[string]string{meshv1.InjectAnnotation: inject.Enabled}, "web", "client")
+	web := e.run(t, e.injectDirectly(t, workloadPod("shop", "web-1", "web", map[string]string{inject.ProxyLogLevelAnnotation: "debug"})))
+	client := e.run(t, e.injectDirectly(t, workloadPod("shop", "client", "client", nil)))
+	clusterIP, err := e.mesh.Serve("web", "shop", web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call(t, client, clusterIP, "spiffe://cluster.local/ns/shop/sa/client hello")
+
+	t.Log("with MeshConfig asking for classic sidecars, the proxy is the first container and the application waits for it")
+	mc := &meshv1.MeshConfig{}
+	if err := e.Client.Get(e.ctx, ctrlclient.ObjectKey{Name: meshv1.MeshConfigName}, mc); err != nil {
+		t.Fatal(err)
+	}
+	mc.Spec.Injection.SidecarMode = meshv1.SidecarClassic
+	if err := e.Client.Update(e.ctx, mc); err != nil {
+		t.Fatal(err)
+	}
+	classic := e.injectDirectly(t, workloadPod("shop", "classic", "client", nil))
+	if classic.Spec.Containers[0].Name != meshv1.ProxyContainerName || classic.Spec.Containers[0].Lifecycle == nil {
+		t.Fatalf("the classic pod's containers are %v", classic.Spec.Containers)
+	}
+	call(t, e.run(t, classic), clusterIP, "spiffe://cluster.local/ns/shop/sa/client hello")
+}
+
+// call has the workload in pod c call the Service at clusterIP over HTTP/1.1 until it answers,
+// which it does once the client's proxy has the Service from the control plane, and checks that
+// the answer says want.
+func call(t *testing.T, c *localmesh.Pod, clusterIP, want string) {
+	t.Helper()
+	var out string
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if out, err = c.Run(0, "-mode", "http1", "-addr", clusterIP+":80", "-body", "hello"); err == nil {
+			break
+		}
+	}
+	if err != nil || !strings.Contains(out, want) {
+		t.Fatalf("the client got %q (%v), want %q", out, err, want)
+	}
+}
