@@ -1,5 +1,6 @@
 // Command skein-controller is Skein's control plane: the operator that reconciles the mesh's CRDs,
-// the identity service that certifies proxies, and the xDS service that configures them.
+// the identity service that certifies proxies, the xDS service that configures them, and the
+// admission webhooks.
 package main
 
 import (
@@ -13,16 +14,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/skeinmesh/skein/controllers"
 	"github.com/skeinmesh/skein/internal/identity"
 	"github.com/skeinmesh/skein/internal/scheme"
 	"github.com/skeinmesh/skein/internal/xds"
+	"github.com/skeinmesh/skein/webhooks"
 )
 
 type options struct {
 	metricsAddr, probeAddr, identityAddr, xdsAddr string
 	namespace, serviceAccount                     string
+	webhookHost, webhookCertDir                   string
+	webhookPort                                   int
 	leaderElect                                   bool
 }
 
@@ -32,6 +37,9 @@ func main() {
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address /healthz and /readyz are served on.")
 	flag.StringVar(&o.identityAddr, "identity-bind-address", ":8086", "Address the identity service (gRPC over TLS) is served on.")
 	flag.StringVar(&o.xdsAddr, "xds-bind-address", ":8087", "Address the xDS service (ADS over gRPC with mTLS) is served on.")
+	flag.StringVar(&o.webhookHost, "webhook-host", "", "Address the admission webhooks are served on; empty for every interface.")
+	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port the admission webhooks are served on.")
+	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "/var/run/secrets/mesh.skein.dev/webhook", "Directory holding the webhooks' serving certificate, tls.crt and tls.key (cert-manager's Secret).")
 	flag.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "skein-system"), "The control plane's namespace, where the trust chain lives.")
 	flag.StringVar(&o.serviceAccount, "service-account", envOr("POD_SERVICE_ACCOUNT", "skein-controller"), "The control plane's ServiceAccount, for the identity service's own certificate.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Run the reconcilers in one replica at a time, chosen by leader election; every replica serves identities.")
@@ -52,6 +60,7 @@ func run(o options) error {
 		Cache:                   controllers.CacheOptions(o.namespace),
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
+		WebhookServer:           webhook.NewServer(webhook.Options{Host: o.webhookHost, Port: o.webhookPort, CertDir: o.webhookCertDir}),
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "controller.mesh.skein.dev",
 		LeaderElectionNamespace: o.namespace,
@@ -60,6 +69,9 @@ func run(o options) error {
 		return err
 	}
 	if err := controllers.Setup(mgr, o.namespace); err != nil {
+		return err
+	}
+	if err := webhooks.Setup(mgr); err != nil {
 		return err
 	}
 	lis, err := net.Listen("tcp", o.identityAddr)

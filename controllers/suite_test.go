@@ -37,7 +37,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(stopCertManager)
 
-	cp, err := framework.StartControlPlane(cluster.Config)
+	cp, err := framework.StartControlPlane(cluster)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(cp.Stop)
 })

@@ -36,11 +36,13 @@ type TrafficSplitSpec struct {
 
 // TrafficSplitBackend is one Service that receives a share of the apex's traffic.
 type TrafficSplitBackend struct {
-	// service is the backend Service's name, in the TrafficSplit's namespace.
+	// service is the backend Service's name, in the TrafficSplit's namespace. The pattern admits a
+	// DNS name such as "web.other" so that the admission webhook can say why a Service of another
+	// namespace cannot be a backend.
 	// +required
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Service string `json:"service"`
 
 	// weight is the backend's share relative to the other backends' weights. 0 sends it nothing.
@@ -70,7 +72,7 @@ type HTTPMatch struct {
 	// backend is the service, one of spec.backends, that matching requests go to.
 	// +required
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:MaxLength=253
 	Backend string `json:"backend"`
 }
 

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -48,7 +50,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	cluster, err := localcluster.Start(localcluster.Options{Dir: o.Dir, CRDDirs: []string{cmCRDs}})
+	cluster, err := localcluster.Start(localcluster.Options{Dir: o.Dir, CRDDirs: []string{cmCRDs}, Webhooks: true})
 	if err != nil {
 		return err
 	}
@@ -88,8 +90,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer func() { err = errors.Join(err, stop()) }()
 
 	err = d.run(ctx,
+		d.waitForWebhooks,
 		d.applySamples,
 		d.waitForMeshConfig,
+		d.refuseLoop,
 		d.show("meshconfig,trafficsplits,meshstatus", "-A"),
 		d.show("clusterissuers,issuers,certificates", "-n", Namespace),
 		d.certifyWorkload,
@@ -164,7 +168,10 @@ func (d *demo) startController(ctx context.Context, identityHost string) (stop f
 	}
 	cmd := exec.Command(d.Controller, "--kubeconfig", d.cluster.Kubeconfig, "--namespace", Namespace,
 		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0",
-		"--identity-bind-address="+d.identityAddr, "--xds-bind-address="+d.xdsAddr)
+		"--identity-bind-address="+d.identityAddr, "--xds-bind-address="+d.xdsAddr,
+		// The API server calls the admission webhooks where envtest registered them.
+		"--webhook-host="+d.cluster.Webhook.Host, fmt.Sprintf("--webhook-port=%d", d.cluster.Webhook.Port),
+		"--webhook-cert-dir="+d.cluster.Webhook.CertDir)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
@@ -189,6 +196,37 @@ func (d *demo) startController(ctx context.Context, identityHost string) (stop f
 func (d *demo) applySamples(ctx context.Context) error {
 	d.say("Applying the samples: kubectl apply -k config/samples")
 	return d.kubectl(ctx, "apply", "-k", filepath.Join(d.root, "config", "samples"))
+}
+
+// waitForWebhooks waits until the control plane serves the admission webhooks: until then the API
+// server refuses TrafficSplits, as their webhook fails closed.
+func (d *demo) waitForWebhooks(ctx context.Context) error {
+	addr := net.JoinHostPort(d.cluster.Webhook.Host, strconv.Itoa(d.cluster.Webhook.Port))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			return conn.Close()
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the control plane does not serve its admission webhooks at %s: %w", addr, err)
+		}
+	}
+}
+
+// refuseLoop shows the TrafficSplit webhook at work: a split that would send web-canary's traffic
+// back to web, which the sample splits towards web-canary, is refused with the loop spelled out.
+func (d *demo) refuseLoop(ctx context.Context) error {
+	d.say("A TrafficSplit sending web-canary's traffic back to web would make a loop; the webhook refuses it:")
+	loop := `{"apiVersion":"mesh.skein.dev/v1alpha1","kind":"TrafficSplit","metadata":{"name":"loop","namespace":"default"},` +
+		`"spec":{"service":"web-canary","backends":[{"service":"web","weight":1}]}}`
+	_, err := d.cluster.Kubectl(ctx, []byte(loop), "apply", "-f", "-")
+	if err == nil {
+		return errors.New("the TrafficSplit webhook let a loop of splits through")
+	}
+	// What kubectl printed on stderr follows its exit status in the error.
+	_, msg, _ := strings.Cut(err.Error(), "exit status 1: ")
+	d.printf("%s", indent(msg))
+	return nil
 }
 
 func (d *demo) waitForMeshConfig(ctx context.Context) error {

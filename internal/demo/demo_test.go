@@ -40,6 +40,7 @@ func TestDemoOnce(t *testing.T) {
 		`meshconfig.mesh.skein.dev/default condition met`,
 		`meshconfig.mesh.skein.dev/default\s+True\s+cluster.local`,
 		`trafficsplit.mesh.skein.dev/web\s+web`,
+		`the webhook refuses it:\n.*spec.backends\[0\].service: Invalid value: "web": sends the traffic of service web-canary round in a loop: web-canary → web \(this TrafficSplit\), web → web-canary \(TrafficSplit web\)`,
 		`meshstatus.mesh.skein.dev/default\s+Healthy\s+0/0`,
 		`certificate.cert-manager.io/skein-identity-issuer\s+True`,
 		`certificate for spiffe://cluster.local/ns/default/sa/web\n\s+issued by "identity.cluster.local", valid 24h0m20s`,

@@ -32,6 +32,8 @@ type Cluster struct {
 	Kubeconfig string
 	// AssetsDir holds the kube-apiserver, etcd and kubectl binaries in use.
 	AssetsDir string
+	// Webhook is where the admission webhooks must be served; nil when none are registered.
+	Webhook *WebhookServing
 
 	env *envtest.Environment
 	dir string
@@ -47,6 +49,17 @@ type Options struct {
 	Dir string
 	// APIServerArgs are extra kube-apiserver flags, as name=value.
 	APIServerArgs map[string]string
+	// Webhooks registers Skein's admission webhooks (config/webhook) with the API server, pointed
+	// at a local address with a serving certificate made for it: see Cluster.Webhook.
+	Webhooks bool
+}
+
+// WebhookServing is where the API server calls the admission webhooks of a Cluster started with
+// Options.Webhooks, and the serving certificate it trusts there (tls.crt and tls.key in CertDir).
+type WebhookServing struct {
+	Host    string
+	Port    int
+	CertDir string
 }
 
 // Start starts an API server and installs the CRDs.
@@ -74,6 +87,9 @@ func Start(opts Options) (*Cluster, error) {
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme.New(),
 	}
+	if opts.Webhooks {
+		env.WebhookInstallOptions.Paths = []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}
+	}
 	apiServer := env.ControlPlane.GetAPIServer()
 	for name, value := range opts.APIServerArgs {
 		apiServer.Configure().Set(name, value)
@@ -84,6 +100,9 @@ func Start(opts Options) (*Cluster, error) {
 		return nil, errors.Join(fmt.Errorf("starting the API server from %s: %w", assets, err), env.Stop())
 	}
 	c := &Cluster{Config: cfg, AssetsDir: assets, env: env, dir: dir, tempDir: opts.Dir == ""}
+	if w := env.WebhookInstallOptions; opts.Webhooks {
+		c.Webhook = &WebhookServing{Host: w.LocalServingHost, Port: w.LocalServingPort, CertDir: w.LocalServingCertDir}
+	}
 	if c.Client, err = client.New(cfg, client.Options{Scheme: env.Scheme}); err != nil {
 		return nil, errors.Join(err, env.Stop())
 	}

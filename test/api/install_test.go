@@ -5,10 +5,13 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/skeinmesh/skein/internal/localcluster"
@@ -37,5 +40,28 @@ var _ = Describe("config/default", func() {
 		role := &rbacv1.ClusterRole{}
 		Expect(cluster.Client.Get(ctx, client.ObjectKey{Name: "skein-manager-role"}, role)).To(Succeed())
 		Expect(role.Rules).NotTo(BeEmpty())
+
+		By("registering the webhooks at the webhook Service, with cert-manager's serving certificate")
+		vwc := &admissionv1.ValidatingWebhookConfiguration{}
+		Expect(cluster.Client.Get(ctx, client.ObjectKey{Name: "skein-validating-webhook-configuration"}, vwc)).To(Succeed())
+		// This suite's own webhook server is registered by envtest; the installed configuration
+		// points at a Service with no pods here, so it must not outlive this check.
+		DeferCleanup(cluster.Client.Delete, ctx, vwc)
+		Expect(vwc.Annotations).To(HaveKeyWithValue("cert-manager.io/inject-ca-from", "skein-system/skein-webhook-serving-cert"))
+		for _, w := range vwc.Webhooks {
+			Expect(w.ClientConfig.Service).NotTo(BeNil())
+			Expect(w.ClientConfig.Service.Namespace + "/" + w.ClientConfig.Service.Name).To(Equal("skein-system/skein-webhook-service"))
+		}
+		Expect(cluster.Client.Get(ctx, client.ObjectKey{Namespace: "skein-system", Name: "skein-webhook-service"}, svc)).To(Succeed())
+		Expect(labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(deploy.Spec.Template.Labels))).To(BeTrue(), "the webhook Service selects the control plane's pods")
+		cert := &unstructured.Unstructured{}
+		cert.SetGroupVersionKind(schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"})
+		Expect(cluster.Client.Get(ctx, client.ObjectKey{Namespace: "skein-system", Name: "skein-webhook-serving-cert"}, cert)).To(Succeed())
+		dnsNames, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+		Expect(dnsNames).To(ContainElement("skein-webhook-service.skein-system.svc"))
+		issuer, _, _ := unstructured.NestedString(cert.Object, "spec", "issuerRef", "name")
+		Expect(issuer).To(Equal("skein-webhook-selfsigned"), "the Certificate names the Issuer by its prefixed name")
+		secret, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName")
+		Expect(deploy.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("Secret.SecretName", secret)), "the control plane mounts the serving certificate's Secret")
 	})
 })

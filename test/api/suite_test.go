@@ -27,4 +27,7 @@ var _ = BeforeSuite(func() {
 	cluster, err = framework.StartCluster()
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(cluster.Stop)
+	stopWebhooks, err := framework.StartWebhooks(cluster)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(stopWebhooks)
 })

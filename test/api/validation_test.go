@@ -27,7 +27,8 @@ apiVersion: mesh.skein.dev/v1alpha1
 kind: TrafficSplit
 metadata: {name: NAME, namespace: default}
 spec:
-  service: web
+  # Not "web": the sample TrafficSplit splits that one, and the webhook allows one split per apex.
+  service: store
   backends: [{service: web-v1, weight: 90}, {service: web-v2, weight: 10}]
 `
 	goodLink = `

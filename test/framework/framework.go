@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/controllers"
@@ -37,6 +39,7 @@ import (
 	"github.com/skeinmesh/skein/internal/scheme"
 	"github.com/skeinmesh/skein/internal/spiffe"
 	"github.com/skeinmesh/skein/internal/xds"
+	"github.com/skeinmesh/skein/webhooks"
 )
 
 // Cluster is a running API server; see localcluster.
@@ -46,14 +49,15 @@ type Cluster = localcluster.Cluster
 // ClusterIssuers (its cluster resource namespace).
 const SystemNamespace = "skein-system"
 
-// StartCluster starts an API server with Skein's CRDs and cert-manager's. Call it again for a second
+// StartCluster starts an API server with Skein's CRDs and cert-manager's, and Skein's admission
+// webhooks registered (a control plane started on it serves them). Call it again for a second
 // cluster. Certificates are only issued once StartCertManager runs cert-manager against it.
 func StartCluster() (*Cluster, error) {
 	crds, err := certmanager.CRDDir()
 	if err != nil {
 		return nil, err
 	}
-	return localcluster.Start(localcluster.Options{CRDDirs: []string{crds}})
+	return localcluster.Start(localcluster.Options{CRDDirs: []string{crds}, Webhooks: true})
 }
 
 // StartCertManager runs cert-manager's controllers (see certmanager.Controllers) against c, with
@@ -124,7 +128,7 @@ func StartMesh(ctx context.Context, identityHost ...string) (m *Mesh, err error)
 	if m.stopCertManager, err = StartCertManager(m.Cluster); err != nil {
 		return m, err
 	}
-	if m.ControlPlane, err = StartControlPlane(m.Config, identityHost...); err != nil {
+	if m.ControlPlane, err = StartControlPlane(m.Cluster, identityHost...); err != nil {
 		return m, err
 	}
 	if m.Anchors, err = ApplyMeshConfig(ctx, m.Cluster); err != nil {
@@ -193,15 +197,18 @@ const (
 	LoopbackServerName = "localhost"
 )
 
-// StartControlPlane runs every reconciler, the identity service and the xDS service against the API
-// server at cfg until Stop. The control plane's namespace is SystemNamespace. The services listen on
-// 127.0.0.1, or on identityHost when given (a bridge address that pods in network namespaces reach).
-func StartControlPlane(cfg *rest.Config, identityHost ...string) (*ControlPlane, error) {
+// StartControlPlane runs every reconciler, the identity service, the xDS service and c's admission
+// webhooks against c until Stop. The control plane's namespace is SystemNamespace. The services
+// listen on 127.0.0.1, or on identityHost when given (a bridge address that pods in network
+// namespaces reach).
+func StartControlPlane(c *Cluster, identityHost ...string) (*ControlPlane, error) {
 	host := "127.0.0.1"
 	if len(identityHost) > 0 {
 		host = identityHost[0]
 	}
-	return StartControlPlaneWith(cfg, ControlPlaneOptions{IdentityAddr: net.JoinHostPort(host, "0"), XDSAddr: net.JoinHostPort(host, "0")})
+	return StartControlPlaneWith(c.Config, ControlPlaneOptions{
+		IdentityAddr: net.JoinHostPort(host, "0"), XDSAddr: net.JoinHostPort(host, "0"), Webhook: c.Webhook,
+	})
 }
 
 // ControlPlaneOptions place a control plane started by StartControlPlaneWith.
@@ -212,6 +219,9 @@ type ControlPlaneOptions struct {
 	// LeaderElection runs the reconcilers in one replica at a time, as the Deployment does with
 	// several replicas. The identity and xDS services run in every replica regardless.
 	LeaderElection bool
+	// Webhook, when set, is where this control plane serves the admission webhooks (a Cluster's
+	// Webhook). One control plane per cluster can, as they share its address.
+	Webhook *localcluster.WebhookServing
 }
 
 // StartControlPlaneWith is StartControlPlane with every option.
@@ -225,13 +235,19 @@ func StartControlPlaneWith(cfg *rest.Config, o ControlPlaneOptions) (*ControlPla
 		LeaderElectionID:        "controller.mesh.skein.dev",
 		LeaderElectionNamespace: SystemNamespace,
 		// Several control planes may share a test process, one per simulated cluster.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		Controller:    config.Controller{SkipNameValidation: ptr.To(true)},
+		WebhookServer: webhookServer(o.Webhook),
 	})
 	if err != nil {
 		return nil, err
 	}
 	if err := controllers.Setup(mgr, SystemNamespace); err != nil {
 		return nil, err
+	}
+	if o.Webhook != nil {
+		if err := webhooks.Setup(mgr); err != nil {
+			return nil, err
+		}
 	}
 	lis, err := net.Listen("tcp", o.IdentityAddr)
 	if err != nil {
@@ -263,7 +279,64 @@ func StartControlPlaneWith(cfg *rest.Config, o ControlPlaneOptions) (*ControlPla
 		cancel()
 		return nil, fmt.Errorf("the control plane's caches did not sync: %w", <-cp.done)
 	}
+	if o.Webhook != nil {
+		if err := waitServing(o.Webhook); err != nil {
+			cancel()
+			return nil, errors.Join(err, <-cp.done)
+		}
+	}
 	return cp, nil
+}
+
+// StartWebhooks serves c's admission webhooks alone, without the reconcilers, for suites that check
+// what the API server admits and must see objects exactly as they stored them.
+func StartWebhooks(c *Cluster) (stop func() error, err error) {
+	if c.Webhook == nil {
+		return nil, errors.New("the cluster was started without webhooks")
+	}
+	mgr, err := ctrl.NewManager(c.Config, ctrl.Options{
+		Scheme:                 scheme.New(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		WebhookServer:          webhookServer(c.Webhook),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := webhooks.Setup(mgr); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	if err := waitServing(c.Webhook); err != nil {
+		cancel()
+		return nil, errors.Join(err, <-done)
+	}
+	return func() error { cancel(); return <-done }, nil
+}
+
+// webhookServer serves at w, or is nil (the manager's default, unused) without webhooks.
+func webhookServer(w *localcluster.WebhookServing) webhook.Server {
+	if w == nil {
+		return nil
+	}
+	return webhook.NewServer(webhook.Options{Host: w.Host, Port: w.Port, CertDir: w.CertDir})
+}
+
+// waitServing waits until the webhook server accepts connections, so that the API server's first
+// call does not fail.
+func waitServing(w *localcluster.WebhookServing) error {
+	addr := net.JoinHostPort(w.Host, strconv.Itoa(w.Port))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			return conn.Close()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the admission webhooks are not served at %s: %w", addr, err)
+		}
+	}
 }
 
 // Issuer is the issuer the identity service signs with now.

@@ -157,7 +157,7 @@ func setupMesh(e *env, skeinEnv []string, logsDir, proxyBin string) *mesh {
 		e.Fatal(err)
 	}
 	e.Cleanup(func() { stopCM.Do(func() { stopCertManager() }) })
-	m.cp, err = framework.StartControlPlane(cluster.Config, m.network.Gateway.String())
+	m.cp, err = framework.StartControlPlane(cluster, m.network.Gateway.String())
 	if err != nil {
 		e.Fatal(err)
 	}

@@ -73,7 +73,7 @@ func startMesh(ctx context.Context) (m *mesh, err error) {
 		return m, err
 	}
 	m.stops = append(m.stops, stopCertManager)
-	if m.cp, err = framework.StartControlPlane(m.cluster.Config); err != nil {
+	if m.cp, err = framework.StartControlPlane(m.cluster); err != nil {
 		return m, err
 	}
 	m.stops = append(m.stops, m.cp.Stop)
