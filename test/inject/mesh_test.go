@@ -30,13 +30,17 @@ const (
 	workloadImage  = "skein-workload"
 )
 
-// env is a cluster with cert-manager and a control plane whose identity and xDS services listen
-// where pods reach them by the names the injector gives them.
+// env is a cluster with cert-manager and a control plane that serves the admission webhooks
+// (the pod injector among them), whose identity and xDS services listen where pods reach them by
+// the names the injector gives them.
 type env struct {
 	*framework.Cluster
+	cp     *framework.ControlPlane
 	mesh   *localmesh.Mesh
 	images localmesh.Images
 	ctx    context.Context
+	// stopped is set once the test stopped the control plane itself.
+	stopped bool
 }
 
 func newEnv(t *testing.T) *env {
@@ -65,11 +69,17 @@ func newEnv(t *testing.T) *env {
 	cp, err := framework.StartControlPlaneWith(cluster.Config, framework.ControlPlaneOptions{
 		IdentityAddr: net.JoinHostPort(gateway, strconv.Itoa(inject.IdentityPort)),
 		XDSAddr:      net.JoinHostPort(gateway, strconv.Itoa(inject.XDSPort)),
+		Webhook:      cluster.Webhook,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cp.Stop() })
+	e := &env{Cluster: cluster, cp: cp, ctx: ctx}
+	t.Cleanup(func() {
+		if !e.stopped {
+			cp.Stop()
+		}
+	})
 	if _, err := framework.ApplyMeshConfig(ctx, cluster); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +90,27 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{Cluster: cluster, mesh: m, ctx: ctx, images: m.LocalImages(proxyImage, proxyInitImage, workloadImage)}
+	e.mesh, e.images = m, m.LocalImages(proxyImage, proxyInitImage, workloadImage)
+	return e
+}
+
+// stopControlPlane stops the control plane, and with it the webhooks.
+func (e *env) stopControlPlane(t *testing.T) {
+	t.Helper()
+	e.stopped = true
+	if err := e.cp.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// create creates a pod through the API server, and so its admission webhooks, and returns it as
+// stored.
+func (e *env) create(t *testing.T, pod *corev1.Pod) *corev1.Pod {
+	t.Helper()
+	if err := e.Client.Create(e.ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	return e.admitted(t, pod)
 }
 
 // namespace creates a namespace with annotations and ServiceAccounts.

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
@@ -13,34 +12,14 @@ import (
 	"github.com/skeinmesh/skein/test/localmesh"
 )
 
-// injectDirectly meshes a pod with internal/inject, as the webhook would, and creates it.
-func (e *env) injectDirectly(t *testing.T, pod *corev1.Pod) *corev1.Pod {
-	t.Helper()
-	config, err := inject.ConfigFrom(e.ctx, e.Client, "skein-system")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := inject.NamespaceFrom(e.ctx, e.Client, pod.Namespace)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := config.Inject(&pod.ObjectMeta, &pod.Spec, ns); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Client.Create(e.ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	return e.admitted(t, pod)
-}
-
-// TestInjectedPodsTalkMTLS runs injected pods' specs for real: proxy-init's rules, the native
-// sidecar and the application, and a client's request to a Service goes through both proxies with
-// mTLS, the server seeing the client's identity.
+// TestInjectedPodsTalkMTLS creates pods in a namespace that asks for injection and runs them as the
+// API server admitted them: proxy-init's rules, the native sidecar and the application. A client's
+// request to a Service goes through both proxies with mTLS, the server seeing the client's identity.
 func TestInjectedPodsTalkMTLS(t *testing.T) {
 	e := newEnv(t)
 	e.namespace(t, "shop", map[string]string{meshv1.InjectAnnotation: inject.Enabled}, "web", "client")
-	web := e.run(t, e.injectDirectly(t, workloadPod("shop", "web-1", "web", map[string]string{inject.ProxyLogLevelAnnotation: "debug"})))
-	client := e.run(t, e.injectDirectly(t, workloadPod("shop", "client", "client", nil)))
+	web := e.run(t, e.create(t, workloadPod("shop", "web-1", "web", map[string]string{inject.ProxyLogLevelAnnotation: "debug"})))
+	client := e.run(t, e.create(t, workloadPod("shop", "client", "client", nil)))
 	clusterIP, err := e.mesh.Serve("web", "shop", web)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +35,7 @@ func TestInjectedPodsTalkMTLS(t *testing.T) {
 	if err := e.Client.Update(e.ctx, mc); err != nil {
 		t.Fatal(err)
 	}
-	classic := e.injectDirectly(t, workloadPod("shop", "classic", "client", nil))
+	classic := e.create(t, workloadPod("shop", "classic", "client", nil))
 	if classic.Spec.Containers[0].Name != meshv1.ProxyContainerName || classic.Spec.Containers[0].Lifecycle == nil {
 		t.Fatalf("the classic pod's containers are %v", classic.Spec.Containers)
 	}
