@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
@@ -25,6 +26,22 @@ func TestInjectedPodsTalkMTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	call(t, client, clusterIP, "spiffe://cluster.local/ns/shop/sa/client hello")
+
+	t.Log("a Job's pod completes: its first request goes through the native sidecar, which is stopped once the application exits")
+	job := workloadPod("shop", "job", "client", nil)
+	job.Spec.RestartPolicy = corev1.RestartPolicyNever
+	job.Spec.Containers[0].Args = []string{"-mode", "http1", "-addr", clusterIP + ":80", "-body", "from-a-job"}
+	jobPod, err := e.mesh.RunPod(e.create(t, job), e.images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	phase, err := jobPod.WaitCompleted(time.Minute)
+	if err != nil || phase != corev1.PodSucceeded {
+		t.Fatalf("the Job's pod ended %s (%v); its application said %q", phase, err, jobPod.Logs("app"))
+	}
+	if got, want := jobPod.Logs("app"), "spiffe://cluster.local/ns/shop/sa/client from-a-job"; !strings.Contains(got, want) {
+		t.Errorf("the Job's application got %q, want %q", got, want)
+	}
 
 	t.Log("with MeshConfig asking for classic sidecars, the proxy is the first container and the application waits for it")
 	mc := &meshv1.MeshConfig{}

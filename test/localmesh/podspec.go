@@ -1,6 +1,7 @@
 package localmesh
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
@@ -42,7 +45,8 @@ func (m *Mesh) LocalImages(proxy, proxyInit, workload string) Images {
 // standing for that binary. The pod is recorded as Running at its address, as the kubelet reports.
 // Names the pod looks up come from Options.Hosts, standing in for the cluster's DNS.
 //
-// The Pod returned can Run commands and be a Service's endpoint, but not Restart.
+// The Pod returned can Run commands, be a Service's endpoint and, for a Job's pod, WaitCompleted; it
+// cannot Restart.
 func (m *Mesh) RunPod(pod *corev1.Pod, images Images) (*Pod, error) {
 	np, err := m.Network.AddPod(pod.Name)
 	if err != nil {
@@ -68,8 +72,84 @@ func (m *Mesh) RunPod(pod *corev1.Pod, images Images) (*Pod, error) {
 			return nil, fmt.Errorf("pod %s: container %s: %w", pod.Name, c.Name, err)
 		}
 	}
-	return &Pod{Pod: np, mesh: m, Admin: fmt.Sprintf("http://%s:%d", np.IP, adminPort(r.pod)),
+	return &Pod{Pod: np, mesh: m, Admin: fmt.Sprintf("http://%s:%d", np.IP, adminPort(r.pod)), run: r,
 		ID: spiffe.ID{TrustDomain: m.TrustDomain, Namespace: pod.Namespace, ServiceAccount: r.pod.Spec.ServiceAccountName}}, nil
+}
+
+// running is a container's process.
+type running struct {
+	name   string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	out    *syncBuffer
+}
+
+// WaitCompleted is for a pod run by RunPod whose restartPolicy is not Always, a Job's: it waits
+// until the pod's containers have exited, then stops its native sidecars as the kubelet does
+// (SIGTERM, the last started first, SIGKILL after the grace period), records the pod Succeeded or
+// Failed in the API server, and returns that phase. A classic sidecar is a container like any other:
+// the pod completes only if it exits.
+func (p *Pod) WaitCompleted(timeout time.Duration) (corev1.PodPhase, error) {
+	r := p.run
+	if r == nil || r.pod.Spec.RestartPolicy == corev1.RestartPolicyAlways {
+		return "", fmt.Errorf("pod %s: only a pod run by RunPod with restartPolicy Never or OnFailure completes", p.Name)
+	}
+	phase := corev1.PodSucceeded
+	for _, c := range r.containers {
+		if err := wait(c.exited, timeout, p.Name+"'s container "+c.name+" to exit"); err != nil {
+			return "", err
+		}
+		if c.cmd.ProcessState.ExitCode() != 0 {
+			phase = corev1.PodFailed
+		}
+	}
+	grace := 30 * time.Second
+	if s := r.pod.Spec.TerminationGracePeriodSeconds; s != nil {
+		grace = time.Duration(*s) * time.Second
+	}
+	for i := len(r.sidecars) - 1; i >= 0; i-- {
+		c := r.sidecars[i]
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		if wait(c.exited, grace, "") != nil {
+			_ = c.cmd.Process.Kill()
+			<-c.exited
+		}
+	}
+	r.pod.Status.Phase = phase
+	if err := r.m.Client.Status().Update(r.m.ctx, r.pod); err != nil {
+		return "", fmt.Errorf("recording pod %s/%s %s: %w", r.pod.Namespace, r.pod.Name, phase, err)
+	}
+	return phase, nil
+}
+
+// Logs is what the pod's container name has printed so far.
+func (p *Pod) Logs(container string) string {
+	if p.run != nil {
+		for _, c := range append(append([]*running(nil), p.run.sidecars...), p.run.containers...) {
+			if c.name == container {
+				return c.out.String()
+			}
+		}
+	}
+	return ""
+}
+
+// syncBuffer is a bytes.Buffer that a process's output goroutine writes while a test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // writeHosts gives the pod an /etc/hosts with Options.Hosts, and an /etc/resolv.conf: `ip netns
@@ -130,6 +210,8 @@ type podRun struct {
 	np     *netns.Pod
 	images Images
 	dir    string
+	// sidecars are the native sidecars and containers the regular containers, as started.
+	sidecars, containers []*running
 }
 
 // volumePath is where volume name is written.
@@ -363,8 +445,16 @@ func (r *podRun) start(c corev1.Container) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := r.m.start(r.command(r.m.ctx, p, p.bin, p.args...), r.pod.Name+" "+c.Name); err != nil {
+	out := &syncBuffer{}
+	cmd, exited, err := r.m.start(r.command(r.m.ctx, p, p.bin, p.args...), r.pod.Name+" "+c.Name, out)
+	if err != nil {
 		return err
+	}
+	proc := &running{name: c.Name, cmd: cmd, exited: exited, out: out}
+	if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+		r.sidecars = append(r.sidecars, proc)
+	} else {
+		r.containers = append(r.containers, proc)
 	}
 	if probe := c.StartupProbe; probe != nil {
 		if err := r.awaitProbe(c, probe); err != nil {
