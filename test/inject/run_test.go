@@ -1,6 +1,9 @@
 package inject_test
 
 import (
+	"bufio"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -19,13 +22,22 @@ import (
 func TestInjectedPodsTalkMTLS(t *testing.T) {
 	e := newEnv(t)
 	e.namespace(t, "shop", map[string]string{meshv1.InjectAnnotation: inject.Enabled}, "web", "client")
-	web := e.run(t, e.create(t, workloadPod("shop", "web-1", "web", map[string]string{inject.ProxyLogLevelAnnotation: "debug"})))
+	web := e.run(t, e.create(t, workloadPod("shop", "web-1", "web", map[string]string{
+		inject.ProxyLogLevelAnnotation: "debug", inject.SkipInboundPortsAnnotation: "9000"})))
 	client := e.run(t, e.create(t, workloadPod("shop", "client", "client", nil)))
 	clusterIP, err := e.mesh.Serve("web", "shop", web)
 	if err != nil {
 		t.Fatal(err)
 	}
 	call(t, client, clusterIP, "spiffe://cluster.local/ns/shop/sa/client hello")
+
+	t.Log("the port the web pod's annotation skips reaches its application without the proxy; the others need mTLS")
+	if got := plainTCP(t, web.IP.String()+":9000"); got != "echo: plain" {
+		t.Errorf("a plain TCP client of the skipped port got %q, want the application's echo", got)
+	}
+	if got, err := client.Run(localmesh.ProxyUID, "-mode", "http1", "-addr", web.IP.String()+":8080", "-body", "plain"); err == nil || strings.HasPrefix(got, "200") {
+		t.Errorf("a plain HTTP client of port 8080, not skipped, got %q", got)
+	}
 
 	t.Log("a Job's pod completes: its first request goes through the native sidecar, which is stopped once the application exits")
 	job := workloadPod("shop", "job", "client", nil)
@@ -74,4 +86,23 @@ func call(t *testing.T, c *localmesh.Pod, clusterIP, want string) {
 	if err != nil || !strings.Contains(out, want) {
 		t.Fatalf("the client got %q (%v), want %q", out, err, want)
 	}
+}
+
+// plainTCP sends a line to addr from the host, outside any pod, and returns the line answered.
+func plainTCP(t *testing.T, addr string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(conn, "plain")
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err.Error()
+	}
+	return strings.TrimSpace(line)
 }
