@@ -134,6 +134,24 @@ func TestWebhook(t *testing.T) {
 		g.Expect(fromTemplate.Spec).To(Equal(fromWebhook.Spec))
 	})
 
+	t.Run("an empty MeshConfig spec, defaulted by the API server, injects as one left empty", func(t *testing.T) {
+		// inject fills what the CRD defaults, for MeshConfigs read from files: the two must agree.
+		g := NewWithT(t)
+		mc := &meshv1.MeshConfig{}
+		g.Expect(e.Client.Get(e.ctx, client.ObjectKey{Name: meshv1.MeshConfigName}, mc)).To(Succeed())
+		mc.Spec = meshv1.MeshConfigSpec{}
+		g.Expect(e.Client.Update(e.ctx, mc, client.DryRunAll)).To(Succeed())
+		g.Expect(mc.Spec.Proxy.Image).NotTo(BeEmpty(), "the dry run returns the spec defaulted")
+		injected := func(spec meshv1.MeshConfigSpec) *corev1.Pod {
+			pod := workloadPod("shop", "defaults", "web", nil)
+			c := inject.Config{Mesh: spec, ControlPlaneNamespace: framework.SystemNamespace, TrustAnchors: "anchors"}
+			_, err := c.Inject(&pod.ObjectMeta, &pod.Spec, inject.Namespace{Name: "shop", Annotations: enabled})
+			g.Expect(err).NotTo(HaveOccurred())
+			return pod
+		}
+		g.Expect(injected(meshv1.MeshConfigSpec{})).To(Equal(injected(mc.Spec)))
+	})
+
 	t.Run("with the injector down, pods start unmeshed, the control plane's own included", func(t *testing.T) {
 		g := NewWithT(t)
 		e.stopControlPlane(t)
