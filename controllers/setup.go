@@ -23,6 +23,9 @@ func Setup(mgr ctrl.Manager, namespace string) error {
 	if err := ts.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the TrafficSplit controller: %w", err)
 	}
+	if err := (&ExternalWorkloadReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the ExternalWorkload controller: %w", err)
+	}
 	return nil
 }
 

@@ -107,3 +107,28 @@ const (
 	// ProxyContainerName is the name of the injected proxy container; a pod that has it is meshed.
 	ProxyContainerName = "skein-proxy"
 )
+
+// ExternalWorkload conditions, reasons and settings.
+const (
+	// ConditionProxyConnected is True while an external workload's proxy holds a stream to the
+	// control plane's xDS service.
+	ConditionProxyConnected = "ProxyConnected"
+
+	// ReasonConnected and ReasonDisconnected: the proxy is, or is not, connected.
+	ReasonConnected    = "Connected"
+	ReasonDisconnected = "Disconnected"
+	// ReasonNeverConnected: no proxy has connected as this workload yet, so it serves no Service.
+	ReasonNeverConnected = "NeverConnected"
+	// ReasonGracePeriodExpired: the proxy stayed away longer than the grace period, so the workload's
+	// endpoints were withdrawn.
+	ReasonGracePeriodExpired = "GracePeriodExpired"
+
+	// GracePeriodAnnotation on an ExternalWorkload is how long its endpoints stay after its proxy
+	// disconnects (a duration such as "30s"), so that a restart does not drop them.
+	GracePeriodAnnotation = "config.mesh.skein.dev/grace-period"
+	// DefaultGracePeriod applies without the annotation.
+	DefaultGracePeriod = "1m"
+	// ExternalWorkloadLabel names, on the EndpointSlices and bootstrap Secrets made for an
+	// ExternalWorkload, the workload they belong to.
+	ExternalWorkloadLabel = "mesh.skein.dev/external-workload"
+)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -48,7 +49,9 @@ type Server struct {
 	Authorizer Authorizer
 	// Reporter hears about configuration a client rejected.
 	Reporter Reporter
-	Log      logr.Logger
+	// OnConnect, when set, is told the ID of each node authorized on a new stream.
+	OnConnect func(node string)
+	Log       logr.Logger
 
 	streams sync.Map // stream ID -> *stream
 }
@@ -67,7 +70,7 @@ type Reporter interface {
 type stream struct {
 	ctx  context.Context
 	peer spiffe.ID
-	node *corev3.Node // set once the node is authorized
+	node atomic.Pointer[corev3.Node] // set once the node is authorized
 	// nacked is the last response nonce reported as rejected, so a client that repeats its NACK is
 	// reported once.
 	nacked map[string]string
@@ -154,6 +157,18 @@ func (s *Server) open(ctx context.Context, id int64, _ string) error {
 
 func (s *Server) closed(id int64, _ *corev3.Node) { s.streams.Delete(id) }
 
+// Nodes are the IDs of the nodes with an authorized stream open to this replica.
+func (s *Server) Nodes() []string {
+	var ids []string
+	s.streams.Range(func(_, v any) bool {
+		if n := v.(*stream).node.Load(); n != nil {
+			ids = append(ids, n.GetId())
+		}
+		return true
+	})
+	return ids
+}
+
 // request authorizes a stream's node on its first request, and reports rejected responses.
 func (s *Server) request(id int64, node *corev3.Node, typeURL, nonce, detail string, rejected bool) error {
 	v, ok := s.streams.Load(id)
@@ -161,7 +176,7 @@ func (s *Server) request(id int64, node *corev3.Node, typeURL, nonce, detail str
 		return status.Error(codes.Internal, "unknown stream")
 	}
 	st := v.(*stream)
-	if st.node == nil {
+	if st.node.Load() == nil {
 		if node.GetId() == "" {
 			return status.Error(codes.InvalidArgument, "the first request of a stream must name its node")
 		}
@@ -169,11 +184,14 @@ func (s *Server) request(id int64, node *corev3.Node, typeURL, nonce, detail str
 			s.Log.Info("Refused an xDS client", "node", node.GetId(), "identity", st.peer.String(), "reason", err.Error())
 			return status.Error(codes.PermissionDenied, err.Error())
 		}
-		st.node = node
+		st.node.Store(node)
+		if s.OnConnect != nil {
+			s.OnConnect(node.GetId())
+		}
 	}
 	if rejected && st.nacked[typeURL] != nonce {
 		st.nacked[typeURL] = nonce
-		s.Reporter.Rejected(st.node, typeURL, detail)
+		s.Reporter.Rejected(st.node.Load(), typeURL, detail)
 	}
 	return nil
 }

@@ -66,6 +66,9 @@ func AddToManager(mgr ctrl.Manager, o Options) (*Server, error) {
 		Reporter:   &EventReporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("skein-xds"), Counter: rejected, Log: ctrl.Log.WithName("xds")},
 		Log:        ctrl.Log.WithName("xds"),
 	}
+	if err := mgr.Add(NewHeartbeat(mgr.GetClient(), srv, ctrl.Log.WithName("xds-heartbeat"))); err != nil {
+		return nil, err
+	}
 	return srv, mgr.Add(srv)
 }
 

@@ -2,17 +2,10 @@ package identity_test
 
 import (
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -23,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/skeinmesh/skein/internal/spiffe"
+	"github.com/skeinmesh/skein/test/framework"
 )
 
 // workload makes a namespace-scoped ServiceAccount and returns its identity.
@@ -47,33 +41,11 @@ func tokenFile(tok string) string {
 	return path
 }
 
-// expired re-signs a real token, with the API server's own key, as if it had expired an hour ago:
-// the token the API server would have issued two hours before.
+// expired is tok as if it had expired an hour ago (see framework.ExpiredToken).
 func expired(tok string) string {
-	parts := strings.Split(tok, ".")
-	Expect(parts).To(HaveLen(3))
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	out, err := framework.ExpiredToken(cluster, tok)
 	Expect(err).NotTo(HaveOccurred())
-	claims := map[string]any{}
-	Expect(json.Unmarshal(payload, &claims)).To(Succeed())
-	now := time.Now()
-	claims["iat"], claims["nbf"], claims["exp"] = now.Add(-2*time.Hour).Unix(), now.Add(-2*time.Hour).Unix(), now.Add(-time.Hour).Unix()
-	payload, err = json.Marshal(claims)
-	Expect(err).NotTo(HaveOccurred())
-	signed := parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload)
-
-	keyPEM, err := os.ReadFile(cluster.ServiceAccountSigningKeyFile())
-	Expect(err).NotTo(HaveOccurred())
-	block, _ := pem.Decode(keyPEM)
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	Expect(err).NotTo(HaveOccurred())
-	ec, ok := key.(*ecdsa.PrivateKey)
-	Expect(ok).To(BeTrue(), "the API server's signing key is ECDSA (ES256)")
-	digest := sha256.Sum256([]byte(signed))
-	r, s, err := ecdsa.Sign(rand.Reader, ec, digest[:])
-	Expect(err).NotTo(HaveOccurred())
-	sig := append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)
-	return signed + "." + base64.RawURLEncoding.EncodeToString(sig)
+	return out
 }
 
 // csr makes a certificate request for the given URIs with key.

@@ -268,8 +268,10 @@ var _ = Describe("Configuration push", Ordered, func() {
 		}
 		Eventually(identity).Should(Equal(id("billing").String()))
 
+		// A patch, as kubectl makes: the ExternalWorkload controller has added its finalizer meanwhile.
+		before := ew.DeepCopy()
 		ew.Spec.MeshTLS.Identity = id("billing-v2").String()
-		Expect(k8s.Update(ctx, ew)).To(Succeed())
+		Expect(k8s.Patch(ctx, ew, client.MergeFrom(before))).To(Succeed())
 		Expect(identity()).To(Equal(id("billing-v2").String()))
 	})
 

@@ -61,7 +61,7 @@ func main() {
 	flag.StringVar(&c.destinationsFile, "destinations-file", os.Getenv("SKEIN_DESTINATIONS_FILE"), "A static destinations file (JSON), when there is no --xds-addr")
 	flag.StringVar(&c.xdsAddr, "xds-addr", os.Getenv("SKEIN_XDS_ADDR"), "host:port of the control plane's xDS service, a comma-separated list for several replicas; destinations then come from xDS")
 	flag.StringVar(&c.xdsServerName, "xds-server-name", envOr("SKEIN_XDS_SERVER_NAME", "skein-xds.skein-system.svc"), "Name the xDS service's certificate carries")
-	flag.StringVar(&c.nodeID, "node-id", defaultNodeID(), "How the proxy names itself to the control plane, <pod>.<namespace>; from POD_NAME and POD_NAMESPACE when they are set")
+	flag.StringVar(&c.nodeID, "node-id", envOr("SKEIN_NODE_ID", defaultNodeID()), "How the proxy names itself to the control plane, <pod>.<namespace> (or <externalworkload>.<namespace>); from POD_NAME and POD_NAMESPACE when they are set")
 	flag.StringVar(&c.opaquePorts, "opaque-ports", os.Getenv("SKEIN_OPAQUE_PORTS"), "Destination ports carried as TCP without protocol detection (servers that speak first), e.g. 25,3306,5432-5433")
 	flag.IntVar(&c.inboundPort, "inbound-port", envInt("SKEIN_INBOUND_PORT", 4143), "Port of redirected inbound traffic")
 	flag.IntVar(&c.outboundPort, "outbound-port", envInt("SKEIN_OUTBOUND_PORT", 4140), "Port of redirected outbound traffic")
