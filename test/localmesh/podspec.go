@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -15,11 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/spiffe"
@@ -214,204 +211,6 @@ type podRun struct {
 	sidecars, containers []*running
 }
 
-// volumePath is where volume name is written.
-func (r *podRun) volumePath(name string) string { return filepath.Join(r.dir, "volumes", name) }
-
-// writeVolumes writes each volume's files as the kubelet would mount them. Files are readable by
-// every user (the kubelet's default mode 0644), since containers may run as any user.
-func (r *podRun) writeVolumes() error {
-	for _, v := range r.pod.Spec.Volumes {
-		dir := r.volumePath(v.Name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		var files map[string][]byte
-		var err error
-		switch {
-		case v.EmptyDir != nil:
-			err = os.Chmod(dir, 0o777)
-		case v.Projected != nil:
-			files, err = r.projected(v.Projected)
-		case v.ConfigMap != nil:
-			files, err = r.configMap(v.ConfigMap.Name, v.ConfigMap.Items)
-		default:
-			err = fmt.Errorf("of a kind RunPod does not write")
-		}
-		if err != nil {
-			return fmt.Errorf("volume %s: %w", v.Name, err)
-		}
-		for name, data := range files {
-			p := filepath.Join(dir, name)
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(p, data, 0o644); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (r *podRun) projected(v *corev1.ProjectedVolumeSource) (map[string][]byte, error) {
-	files := map[string][]byte{}
-	for _, s := range v.Sources {
-		switch {
-		case s.ServiceAccountToken != nil:
-			token, err := r.token(s.ServiceAccountToken)
-			if err != nil {
-				return nil, err
-			}
-			files[s.ServiceAccountToken.Path] = token
-		case s.ConfigMap != nil:
-			more, err := r.configMap(s.ConfigMap.Name, s.ConfigMap.Items)
-			if err != nil {
-				return nil, err
-			}
-			for k, v := range more {
-				files[k] = v
-			}
-		default:
-			return nil, fmt.Errorf("a projected source RunPod does not write")
-		}
-	}
-	return files, nil
-}
-
-// token asks the API server for the token the kubelet would project: for the pod's ServiceAccount
-// and the audience asked, bound to the pod, so that it stops being valid when the pod goes.
-func (r *podRun) token(p *corev1.ServiceAccountTokenProjection) ([]byte, error) {
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: r.pod.Namespace, Name: r.pod.Spec.ServiceAccountName}}
-	tr := &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
-		ExpirationSeconds: p.ExpirationSeconds,
-		BoundObjectRef:    &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: r.pod.Name, UID: r.pod.UID},
-	}}
-	if p.Audience != "" {
-		tr.Spec.Audiences = []string{p.Audience}
-	}
-	if err := r.m.Client.SubResource("token").Create(r.m.ctx, sa, tr); err != nil {
-		return nil, fmt.Errorf("requesting a token for ServiceAccount %s/%s: %w", sa.Namespace, sa.Name, err)
-	}
-	return []byte(tr.Status.Token), nil
-}
-
-func (r *podRun) configMap(name string, items []corev1.KeyToPath) (map[string][]byte, error) {
-	cm := &corev1.ConfigMap{}
-	if err := r.m.Client.Get(r.m.ctx, client.ObjectKey{Namespace: r.pod.Namespace, Name: name}, cm); err != nil {
-		return nil, fmt.Errorf("reading ConfigMap %s: %w", name, err)
-	}
-	files := map[string][]byte{}
-	if len(items) == 0 {
-		for k, v := range cm.Data {
-			files[k] = []byte(v)
-		}
-	}
-	for _, it := range items {
-		files[it.Path] = []byte(cm.Data[it.Key])
-	}
-	return files, nil
-}
-
-// process is a container's command, environment and user, resolved.
-type process struct {
-	bin  string
-	args []string
-	env  []string
-	uid  int64
-	// rewrite maps the container's mount paths to where RunPod wrote the volumes.
-	rewrite *strings.Replacer
-}
-
-// resolve works out how container c runs.
-func (r *podRun) resolve(c corev1.Container) (*process, error) {
-	bin, ok := r.images[c.Image]
-	if !ok {
-		return nil, fmt.Errorf("image %s: no local binary stands for it", c.Image)
-	}
-	// Longest mount path first, so that a nested mount wins over its parent.
-	mounts := append([]corev1.VolumeMount(nil), c.VolumeMounts...)
-	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].MountPath) > len(mounts[j].MountPath) })
-	var pairs []string
-	for _, vm := range mounts {
-		pairs = append(pairs, vm.MountPath, filepath.Join(r.volumePath(vm.Name), vm.SubPath))
-	}
-	p := &process{bin: bin, uid: r.user(c), rewrite: strings.NewReplacer(pairs...)}
-	vars := map[string]string{}
-	for _, e := range c.Env {
-		value := expand(e.Value, vars)
-		if e.ValueFrom != nil {
-			if e.ValueFrom.FieldRef == nil {
-				return nil, fmt.Errorf("env %s: only fieldRef is supported by RunPod", e.Name)
-			}
-			v, err := r.field(e.ValueFrom.FieldRef.FieldPath)
-			if err != nil {
-				return nil, fmt.Errorf("env %s: %w", e.Name, err)
-			}
-			value = v
-		}
-		value = p.rewrite.Replace(value)
-		vars[e.Name] = value
-		p.env = append(p.env, e.Name+"="+value)
-	}
-	p.env = append(p.env, "PATH="+os.Getenv("PATH"))
-	args, err := r.commandArgs(c, bin, c.Command, c.Args, vars)
-	if err != nil {
-		return nil, err
-	}
-	for _, a := range args {
-		p.args = append(p.args, p.rewrite.Replace(a))
-	}
-	return p, nil
-}
-
-// commandArgs is what follows the binary: a command's own arguments (its first word must name the
-// binary) and then args, with $(VAR) references expanded as the kubelet does.
-func (r *podRun) commandArgs(c corev1.Container, bin string, command, args []string, vars map[string]string) ([]string, error) {
-	var out []string
-	if len(command) > 0 {
-		if path.Base(command[0]) != filepath.Base(bin) {
-			return nil, fmt.Errorf("command %q: in image %s, RunPod only runs %s", command[0], c.Image, filepath.Base(bin))
-		}
-		args = append(append([]string(nil), command[1:]...), args...)
-	}
-	for _, a := range args {
-		out = append(out, expand(a, vars))
-	}
-	return out, nil
-}
-
-// field is the value of an env fieldRef, as the kubelet resolves it.
-func (r *podRun) field(fieldPath string) (string, error) {
-	switch fieldPath {
-	case "metadata.name":
-		return r.pod.Name, nil
-	case "metadata.namespace":
-		return r.pod.Namespace, nil
-	case "metadata.uid":
-		return string(r.pod.UID), nil
-	case "spec.serviceAccountName":
-		return r.pod.Spec.ServiceAccountName, nil
-	case "spec.nodeName":
-		return r.pod.Spec.NodeName, nil
-	case "status.podIP":
-		return r.np.IP.String(), nil
-	case "status.hostIP":
-		return r.m.Network.Gateway.String(), nil
-	}
-	return "", fmt.Errorf("fieldRef %s is not supported by RunPod", fieldPath)
-}
-
-// user is the container's user: its own securityContext's, else the pod's, else root.
-func (r *podRun) user(c corev1.Container) int64 {
-	if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
-		return *c.SecurityContext.RunAsUser
-	}
-	if sc := r.pod.Spec.SecurityContext; sc != nil && sc.RunAsUser != nil {
-		return *sc.RunAsUser
-	}
-	return 0
-}
-
 func (r *podRun) command(ctx context.Context, p *process, bin string, args ...string) *exec.Cmd {
 	cmd := r.np.Command(ctx, bin, args...)
 	if p.uid != 0 {
@@ -495,39 +294,6 @@ func (r *podRun) awaitProbe(c corev1.Container, probe *corev1.Probe) error {
 	period := time.Duration(max(probe.PeriodSeconds, 1)) * time.Second
 	limit := time.Duration(max(probe.FailureThreshold, 1)) * period
 	return waitFor(limit, url+" to answer", func() bool { return statusOK(url) })
-}
-
-// expand replaces $(VAR) with the value of VAR defined before, as the kubelet does: $$ is a
-// literal $, and a reference to a variable not defined is left as it is.
-func expand(s string, vars map[string]string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '$' || i+1 == len(s) {
-			b.WriteByte(s[i])
-			continue
-		}
-		switch s[i+1] {
-		case '$':
-			b.WriteByte('$')
-			i++
-		case '(':
-			end := strings.IndexByte(s[i:], ')')
-			if end < 0 {
-				b.WriteString(s[i:])
-				return b.String()
-			}
-			name := s[i+2 : i+end]
-			if v, ok := vars[name]; ok {
-				b.WriteString(v)
-			} else {
-				b.WriteString(s[i : i+end+1])
-			}
-			i += end
-		default:
-			b.WriteByte('$')
-		}
-	}
-	return b.String()
 }
 
 // statusOK tells whether a GET of url answers 200, as an HTTP probe passes.
