@@ -43,6 +43,10 @@ func TestInjectedPodsTalkMTLS(t *testing.T) {
 	job := workloadPod("shop", "job", "client", nil)
 	job.Spec.RestartPolicy = corev1.RestartPolicyNever
 	job.Spec.Containers[0].Args = []string{"-mode", "http1", "-addr", clusterIP + ":80", "-body", "from-a-job"}
+	// The application's own init container runs after the injected proxy has started, so its
+	// traffic is meshed too.
+	job.Spec.InitContainers = []corev1.Container{{Name: "warm-up", Image: workloadImage,
+		Args: []string{"-mode", "http1", "-addr", clusterIP + ":80", "-body", "from-an-init-container"}}}
 	jobPod, err := e.mesh.RunPod(e.create(t, job), e.images)
 	if err != nil {
 		t.Fatal(err)
@@ -51,8 +55,13 @@ func TestInjectedPodsTalkMTLS(t *testing.T) {
 	if err != nil || phase != corev1.PodSucceeded {
 		t.Fatalf("the Job's pod ended %s (%v); its application said %q", phase, err, jobPod.Logs("app"))
 	}
-	if got, want := jobPod.Logs("app"), "spiffe://cluster.local/ns/shop/sa/client from-a-job"; !strings.Contains(got, want) {
-		t.Errorf("the Job's application got %q, want %q", got, want)
+	for container, want := range map[string]string{
+		"warm-up": "spiffe://cluster.local/ns/shop/sa/client from-an-init-container",
+		"app":     "spiffe://cluster.local/ns/shop/sa/client from-a-job",
+	} {
+		if got := jobPod.Logs(container); !strings.Contains(got, want) {
+			t.Errorf("the Job's container %s got %q, want %q", container, got, want)
+		}
 	}
 
 	t.Log("with MeshConfig asking for classic sidecars, the proxy is the first container and the application waits for it")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -119,10 +120,10 @@ func (p *Pod) WaitCompleted(timeout time.Duration) (corev1.PodPhase, error) {
 	return phase, nil
 }
 
-// Logs is what the pod's container name has printed so far.
+// Logs is what the pod's container name (an init container's too) has printed so far.
 func (p *Pod) Logs(container string) string {
 	if p.run != nil {
-		for _, c := range append(append([]*running(nil), p.run.sidecars...), p.run.containers...) {
+		for _, c := range slices.Concat(p.run.inits, p.run.sidecars, p.run.containers) {
 			if c.name == container {
 				return c.out.String()
 			}
@@ -207,8 +208,9 @@ type podRun struct {
 	np     *netns.Pod
 	images Images
 	dir    string
-	// sidecars are the native sidecars and containers the regular containers, as started.
-	sidecars, containers []*running
+	// inits are the init containers that ran to completion, sidecars the native sidecars and
+	// containers the regular containers, as started.
+	inits, sidecars, containers []*running
 }
 
 func (r *podRun) command(ctx context.Context, p *process, bin string, args ...string) *exec.Cmd {
@@ -231,6 +233,9 @@ func (r *podRun) runInit(c corev1.Container) error {
 	}
 	out, err := r.command(r.m.ctx, p, p.bin, p.args...).CombinedOutput()
 	r.m.t.Logf("%s %s: %s", r.pod.Name, c.Name, strings.TrimSpace(string(out)))
+	done := &running{name: c.Name, out: &syncBuffer{}}
+	done.out.Write(out)
+	r.inits = append(r.inits, done)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", p.bin, strings.Join(p.args, " "), err)
 	}
