@@ -71,7 +71,7 @@ func run(o options) error {
 	if err := controllers.Setup(mgr, o.namespace); err != nil {
 		return err
 	}
-	if err := webhooks.Setup(mgr); err != nil {
+	if err := webhooks.Setup(mgr, o.namespace); err != nil {
 		return err
 	}
 	lis, err := net.Listen("tcp", o.identityAddr)

@@ -122,6 +122,13 @@ type ProxySpec struct {
 	// +kubebuilder:validation:MinLength=1
 	Image string `json:"image,omitempty"`
 
+	// initImage is the image of proxy-init, the init container that redirects a pod's TCP through
+	// the proxy with iptables. Unused when spec.injection.redirect is CNI.
+	// +optional
+	// +kubebuilder:default="ghcr.io/skeinmesh/skein-proxy-init:v0.1.0"
+	// +kubebuilder:validation:MinLength=1
+	InitImage string `json:"initImage,omitempty"`
+
 	// logLevel of skein-proxy: error, warn, info, debug or trace.
 	// +optional
 	// +kubebuilder:default=info

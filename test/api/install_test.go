@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -52,6 +53,18 @@ var _ = Describe("config/default", func() {
 			Expect(w.ClientConfig.Service).NotTo(BeNil())
 			Expect(w.ClientConfig.Service.Namespace + "/" + w.ClientConfig.Service.Name).To(Equal("skein-system/skein-webhook-service"))
 		}
+		By("registering the pod injector failing open, and never for the control plane's namespace")
+		mwc := &admissionv1.MutatingWebhookConfiguration{}
+		Expect(cluster.Client.Get(ctx, client.ObjectKey{Name: "skein-mutating-webhook-configuration"}, mwc)).To(Succeed())
+		DeferCleanup(cluster.Client.Delete, ctx, mwc)
+		Expect(mwc.Annotations).To(HaveKeyWithValue("cert-manager.io/inject-ca-from", "skein-system/skein-webhook-serving-cert"))
+		Expect(mwc.Webhooks).To(HaveLen(1))
+		injector := mwc.Webhooks[0]
+		Expect(injector.ClientConfig.Service.Namespace + "/" + injector.ClientConfig.Service.Name).To(Equal("skein-system/skein-webhook-service"))
+		Expect(*injector.FailurePolicy).To(Equal(admissionv1.Ignore))
+		Expect(injector.NamespaceSelector.MatchExpressions).To(ConsistOf(metav1.LabelSelectorRequirement{
+			Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"skein-system", "kube-system"},
+		}))
 		Expect(cluster.Client.Get(ctx, client.ObjectKey{Namespace: "skein-system", Name: "skein-webhook-service"}, svc)).To(Succeed())
 		Expect(labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(deploy.Spec.Template.Labels))).To(BeTrue(), "the webhook Service selects the control plane's pods")
 		cert := &unstructured.Unstructured{}

@@ -245,7 +245,7 @@ func StartControlPlaneWith(cfg *rest.Config, o ControlPlaneOptions) (*ControlPla
 		return nil, err
 	}
 	if o.Webhook != nil {
-		if err := webhooks.Setup(mgr); err != nil {
+		if err := webhooks.Setup(mgr, SystemNamespace); err != nil {
 			return nil, err
 		}
 	}
@@ -303,7 +303,7 @@ func StartWebhooks(c *Cluster) (stop func() error, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := webhooks.Setup(mgr); err != nil {
+	if err := webhooks.Setup(mgr, SystemNamespace); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -54,6 +54,9 @@ type Options struct {
 	// (checking XDSServerName), and AddPod creates a Pod object for each pod, as its node.
 	XDSAddrs      []string
 	XDSServerName string
+	// Hosts are the names, and their addresses, that pods run by RunPod resolve (their /etc/hosts),
+	// standing in for the cluster's DNS: the control plane's Services, for example.
+	Hosts map[string]string
 }
 
 // Mesh runs pods.
@@ -100,6 +103,8 @@ type Pod struct {
 	newProxy            func() *exec.Cmd
 	workload, proxy     *exec.Cmd
 	workloadEx, proxyEx chan struct{}
+	// run is set for a pod started by RunPod.
+	run *podRun
 }
 
 // AddPod runs a pod as a ServiceAccount. Its proxy knows the destinations given or, with
@@ -282,9 +287,10 @@ func (p *Pod) Run(uid int, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-// start runs a long-lived process, its output logged; the channel closes when it exits.
-func (m *Mesh) start(cmd *exec.Cmd, name string) (*exec.Cmd, chan struct{}, error) {
-	out := &logWriter{t: m.t, prefix: name + ": "}
+// start runs a long-lived process, its output logged (and copied to also, if given); the channel
+// closes when it exits.
+func (m *Mesh) start(cmd *exec.Cmd, name string, also ...io.Writer) (*exec.Cmd, chan struct{}, error) {
+	out := io.MultiWriter(append([]io.Writer{&logWriter{t: m.t, prefix: name + ": "}}, also...)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, nil, fmt.Errorf("starting %s: %w", name, err)

@@ -384,7 +384,8 @@ var (
 	staleBinDir = regexp.MustCompile(`^` + binDirPrefix + `(\d+)-`)
 )
 
-// removeStale removes the bridges, namespaces and binaries of test processes that are gone.
+// removeStale removes the bridges, namespaces, their /etc files and binaries of test processes that
+// are gone.
 func removeStale(t T) {
 	if names, err := ipOutput("netns", "list"); err == nil {
 		for _, line := range strings.Split(names, "\n") {
@@ -399,6 +400,13 @@ func removeStale(t T) {
 					t.Logf("Removing a leftover pod: %v", err)
 				}
 			}
+		}
+	}
+	// The /etc files that `ip netns exec` mounts for a pod (test/localmesh writes them).
+	etcDirs, _ := filepath.Glob(filepath.Join("/etc/netns", nsPrefix+"-*"))
+	for _, dir := range etcDirs {
+		if m := staleNS.FindStringSubmatch(filepath.Base(dir)); m != nil && !alive(m[1]) {
+			_ = os.RemoveAll(dir)
 		}
 	}
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), binDirPrefix+"*"))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -33,5 +34,19 @@ func TestXDSAddrs(t *testing.T) {
 				t.Errorf("xdsAddrs() = %q, %v; want %q", got, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseLevel(t *testing.T) {
+	for _, s := range []string{"error", "warn", "info", "debug", "trace"} {
+		if _, err := parseLevel(s); err != nil {
+			t.Errorf("parseLevel(%q): %v; MeshConfig offers it, so the proxy must take it", s, err)
+		}
+	}
+	if l, _ := parseLevel("trace"); l >= slog.LevelDebug {
+		t.Errorf("trace = %v, want below debug", l)
+	}
+	if _, err := parseLevel("loud"); err == nil || !strings.Contains(err.Error(), "--log-level") {
+		t.Errorf("parseLevel(loud) = %v, want an error naming --log-level", err)
 	}
 }

@@ -49,6 +49,9 @@ type config struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "await" {
+		os.Exit(await(os.Args[2:], os.Stderr))
+	}
 	var c config
 	flag.StringVar(&c.identityAddr, "identity-addr", os.Getenv("SKEIN_IDENTITY_ADDR"), "host:port of the identity service")
 	flag.StringVar(&c.identityServerName, "identity-server-name", envOr("SKEIN_IDENTITY_SERVER_NAME", "skein-identity.skein-system.svc"), "Name the identity service's certificate carries")
@@ -67,7 +70,7 @@ func main() {
 	flag.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "How long in-flight work may take after SIGTERM")
 	flag.DurationVar(&c.responseTimeout, "response-timeout", 0, "How long an endpoint may take to start answering an HTTP request; 0 waits as long as the client does")
 	flag.DurationVar(&c.detectTimeout, "detect-timeout", time.Second, "How long a silent client may take before its connection is opaque")
-	flag.StringVar(&c.logLevel, "log-level", envOr("SKEIN_LOG_LEVEL", "info"), "error, warn, info or debug")
+	flag.StringVar(&c.logLevel, "log-level", envOr("SKEIN_LOG_LEVEL", "info"), "error, warn, info, debug or trace")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "skein-proxy:", err)
@@ -76,9 +79,9 @@ func main() {
 }
 
 func run(c config) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+	level, err := parseLevel(c.logLevel)
+	if err != nil {
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	anchors, err := readPEM(c.trustAnchors)
@@ -254,6 +257,18 @@ func originalDst(c net.Conn) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("not a TCP connection: %T", c)
 	}
 	return origdst.OriginalDst(tc)
+}
+
+// parseLevel reads --log-level: slog's levels, and trace (below debug), which MeshConfig offers.
+func parseLevel(s string) (slog.Level, error) {
+	if strings.EqualFold(s, "trace") {
+		return slog.LevelDebug - 4, nil
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level: %w", err)
+	}
+	return level, nil
 }
 
 func readPEM(v string) ([]byte, error) {
