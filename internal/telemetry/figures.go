@@ -30,21 +30,31 @@ type ServiceKey struct{ Namespace, Name string }
 // WorkloadKey names a workload: Name is "kind/name".
 type WorkloadKey struct{ Namespace, Name string }
 
+// Scopes hold one T for each scope figures are computed for.
+type Scopes[T any] struct {
+	// Mesh covers every request served by a meshed pod (seen by the server's proxy).
+	Mesh T
+	// Namespaces cover the requests served by each namespace's pods.
+	Namespaces map[string]T
+	// Workloads cover the requests each workload's pods served.
+	Workloads map[WorkloadKey]T
+	// Services cover the requests meshed clients sent to each Service (seen by the clients'
+	// proxies), Routes and Backends the same by route and by the backend that took them.
+	Services map[ServiceKey]T
+	Routes   map[ServiceKey]map[string]T
+	Backends map[ServiceKey]map[ServiceKey]T
+}
+
+func newScopes[T any](mesh T) Scopes[T] {
+	return Scopes[T]{Mesh: mesh, Namespaces: map[string]T{}, Workloads: map[WorkloadKey]T{}, Services: map[ServiceKey]T{},
+		Routes: map[ServiceKey]map[string]T{}, Backends: map[ServiceKey]map[ServiceKey]T{}}
+}
+
 // Figures are the golden metrics at one time.
 type Figures struct {
 	At     time.Time
 	Window time.Duration
-	// Mesh covers every request served by a meshed pod (seen by the server's proxy).
-	Mesh Golden
-	// Namespaces cover the requests served by each namespace's pods.
-	Namespaces map[string]*Golden
-	// Workloads cover the requests each workload's pods served.
-	Workloads map[WorkloadKey]*Golden
-	// Services cover the requests meshed clients sent to each Service (seen by the clients'
-	// proxies), Routes and Backends the same by route and by the backend that took them.
-	Services map[ServiceKey]*Golden
-	Routes   map[ServiceKey]map[string]*Golden
-	Backends map[ServiceKey]map[ServiceKey]*Golden
+	Scopes[*Golden]
 	// Proxies counts the proxies scraped successfully, by namespace ("" for all).
 	Proxies map[string]int
 }
@@ -78,14 +88,7 @@ func (a *accumulator) finish(window time.Duration) *Golden {
 }
 
 // scopes are the accumulators of every scope a series counts in.
-type scopes struct {
-	mesh       accumulator
-	namespaces map[string]*accumulator
-	workloads  map[WorkloadKey]*accumulator
-	services   map[ServiceKey]*accumulator
-	routes     map[ServiceKey]map[string]*accumulator
-	backends   map[ServiceKey]map[ServiceKey]*accumulator
-}
+type scopes struct{ Scopes[*accumulator] }
 
 func get[K comparable](m map[K]*accumulator, k K) *accumulator {
 	a := m[k]
@@ -107,11 +110,7 @@ func get2[K1, K2 comparable](m map[K1]map[K2]*accumulator, k1 K1, k2 K2) *accumu
 
 // Compute works out the figures over the window that ends at now.
 func (s *Store) Compute(now time.Time, window time.Duration) *Figures {
-	sc := scopes{
-		namespaces: map[string]*accumulator{}, workloads: map[WorkloadKey]*accumulator{},
-		services: map[ServiceKey]*accumulator{}, routes: map[ServiceKey]map[string]*accumulator{},
-		backends: map[ServiceKey]map[ServiceKey]*accumulator{},
-	}
+	sc := scopes{newScopes(&accumulator{})}
 	proxies := map[string]int{}
 	s.mu.Lock()
 	for _, st := range s.proxies {
@@ -156,18 +155,18 @@ func (s *Store) Compute(now time.Time, window time.Duration) *Figures {
 func (sc *scopes) targets(p Proxy, labels map[string]string) []*accumulator {
 	switch labels["direction"] {
 	case "inbound":
-		return []*accumulator{&sc.mesh, get(sc.namespaces, p.Namespace), get(sc.workloads, WorkloadKey{p.Namespace, p.Workload})}
+		return []*accumulator{sc.Mesh, get(sc.Namespaces, p.Namespace), get(sc.Workloads, WorkloadKey{p.Namespace, p.Workload})}
 	case "outbound":
 		svc, ok := parseService(labels["dst_service"])
 		if !ok {
 			return nil
 		}
-		out := []*accumulator{get(sc.services, svc)}
+		out := []*accumulator{get(sc.Services, svc)}
 		if route := labels["route"]; route != "" {
-			out = append(out, get2(sc.routes, svc, route))
+			out = append(out, get2(sc.Routes, svc, route))
 		}
 		if backend, ok := parseService(labels["dst_backend"]); ok {
-			out = append(out, get2(sc.backends, svc, backend))
+			out = append(out, get2(sc.Backends, svc, backend))
 		}
 		return out
 	}
@@ -200,33 +199,25 @@ func (a *accumulator) count(sr *series, inc float64) {
 }
 
 func (sc *scopes) finish(now time.Time, window time.Duration, proxies map[string]int) *Figures {
-	f := &Figures{
-		At: now, Window: window, Mesh: *sc.mesh.finish(window), Proxies: proxies,
-		Namespaces: map[string]*Golden{}, Workloads: map[WorkloadKey]*Golden{}, Services: map[ServiceKey]*Golden{},
-		Routes: map[ServiceKey]map[string]*Golden{}, Backends: map[ServiceKey]map[ServiceKey]*Golden{},
-	}
-	for k, a := range sc.namespaces {
-		f.Namespaces[k] = a.finish(window)
-	}
-	for k, a := range sc.workloads {
-		f.Workloads[k] = a.finish(window)
-	}
-	for k, a := range sc.services {
-		f.Services[k] = a.finish(window)
-	}
-	for k, inner := range sc.routes {
+	f := &Figures{At: now, Window: window, Scopes: newScopes(sc.Mesh.finish(window)), Proxies: proxies}
+	finishAll(f.Namespaces, sc.Namespaces, window)
+	finishAll(f.Workloads, sc.Workloads, window)
+	finishAll(f.Services, sc.Services, window)
+	for k, inner := range sc.Routes {
 		f.Routes[k] = map[string]*Golden{}
-		for r, a := range inner {
-			f.Routes[k][r] = a.finish(window)
-		}
+		finishAll(f.Routes[k], inner, window)
 	}
-	for k, inner := range sc.backends {
+	for k, inner := range sc.Backends {
 		f.Backends[k] = map[ServiceKey]*Golden{}
-		for b, a := range inner {
-			f.Backends[k][b] = a.finish(window)
-		}
+		finishAll(f.Backends[k], inner, window)
 	}
 	return f
+}
+
+func finishAll[K comparable](dst map[K]*Golden, src map[K]*accumulator, window time.Duration) {
+	for k, a := range src {
+		dst[k] = a.finish(window)
+	}
 }
 
 // parseService reads a dst_service label, "name.namespace".

@@ -108,7 +108,7 @@ func TestCompute(t *testing.T) {
 		near(t, scope+" p99", g.P99, 20+80*0.9)
 		near(t, scope+" mtls", g.MTLS, 1)
 	}
-	check("mesh", &f.Mesh, 10)
+	check("mesh", f.Mesh, 10)
 	check("namespace shop", f.Namespaces["shop"], 10)
 	check("workload", f.Workloads[WorkloadKey{"shop", "deployment/web"}], 10)
 	web := ServiceKey{"shop", "web"}
