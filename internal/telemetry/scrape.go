@@ -125,7 +125,7 @@ func (c *Component) Round(ctx context.Context, s Settings) error {
 			continue
 		}
 		seen[pod.Namespace+"/"+pod.Name] = true
-		p := Proxy{Namespace: pod.Namespace, Pod: pod.Name, Workload: c.workloadOf(ctx, pod)}
+		p := Proxy{Namespace: pod.Namespace, Pod: pod.Name, Workload: workloadName(ctx, c.Client, pod)}
 		url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(s.AdminPort))) + "/metrics"
 		wg.Add(1)
 		go func() {
@@ -174,12 +174,12 @@ func (c *Component) scrape(ctx context.Context, url string) (map[string]*dto.Met
 	return families, nil
 }
 
-// workloadOf names the pod's workload: its controller, a ReplicaSet's Deployment rather than the
-// ReplicaSet, or the pod itself when nothing controls it.
-func (c *Component) workloadOf(ctx context.Context, pod *corev1.Pod) string {
+// workloadName names the pod's workload: its controller, a ReplicaSet's Deployment rather than
+// the ReplicaSet, or the pod itself when nothing controls it.
+func workloadName(ctx context.Context, c client.Client, pod *corev1.Pod) string {
 	return WorkloadOf(pod, func(name string) *metav1.OwnerReference {
 		rs := &appsv1.ReplicaSet{}
-		if err := c.Client.Get(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: name}, rs); err != nil {
+		if err := c.Get(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: name}, rs); err != nil {
 			return nil
 		}
 		return metav1.GetControllerOf(rs)
