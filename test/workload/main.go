@@ -132,17 +132,46 @@ func callHTTP(mode, addr, body string) error {
 }
 
 // load sends GET requests for duration and prints "ok=<n> failed=<n>", which pods served them
-// ("served-by <pod>=<n> ..." from the servers' $POD_NAME) and the first failures.
+// ("served-by <pod>=<n> ..." from the servers' $POD_NAME) and the first failures. With rate, the
+// n-th request leaves at n/rate seconds whatever the earlier ones take (an open loop); otherwise
+// each worker sends its next request once its last is answered.
 func load(addr, host, header string, duration time.Duration, workers int, rate float64) error {
 	name, value, _ := strings.Cut(header, ":")
 	var mu sync.Mutex
 	ok, failed := 0, 0
 	var failures []string
 	servedBy := map[string]int{}
+	send := func(c *http.Client) {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/load", nil)
+		req.Host = host
+		if name != "" {
+			req.Header.Set(strings.TrimSpace(name), strings.TrimSpace(value))
+		}
+		resp, err := c.Do(req)
+		by := ""
+		if err == nil {
+			by = resp.Header.Get("Served-By")
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed++
+			if len(failures) < 5 {
+				failures = append(failures, err.Error())
+			}
+			return
+		}
+		ok++
+		servedBy[by]++
+	}
 	deadline := time.Now().Add(duration)
 	var wg sync.WaitGroup
 	if rate > 0 {
-		// Open loop: the n-th request leaves at n/rate seconds whatever the earlier ones take.
 		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1000}}
 		start := time.Now()
 		for n := 0; ; n++ {
@@ -151,67 +180,17 @@ func load(addr, host, header string, duration time.Duration, workers int, rate f
 				break
 			}
 			time.Sleep(time.Until(at))
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				req, _ := http.NewRequest("GET", "http://"+addr+"/load", nil)
-				req.Host = host
-				resp, err := c.Do(req)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					failed++
-					if len(failures) < 5 {
-						failures = append(failures, err.Error())
-					}
-					return
-				}
-				ok++
-			}()
+			wg.Go(func() { send(c) })
 		}
-		workers = 0
-	}
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &http.Client{Timeout: 10 * time.Second}
-			for time.Now().Before(deadline) {
-				req, _ := http.NewRequest("GET", "http://"+addr+"/load", nil)
-				req.Host = host
-				if name != "" {
-					req.Header.Set(strings.TrimSpace(name), strings.TrimSpace(value))
+	} else {
+		for range workers {
+			wg.Go(func() {
+				c := &http.Client{Timeout: 10 * time.Second}
+				for time.Now().Before(deadline) {
+					send(c)
 				}
-				resp, err := c.Do(req)
-				by := ""
-				if err == nil {
-					by = resp.Header.Get("Served-By")
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				mu.Lock()
-				if err != nil {
-					failed++
-					if len(failures) < 5 {
-						failures = append(failures, err.Error())
-					}
-				} else {
-					ok++
-					servedBy[by]++
-				}
-				mu.Unlock()
-			}
-		}()
+			})
+		}
 	}
 	wg.Wait()
 	fmt.Printf("ok=%d failed=%d\n", ok, failed)
