@@ -63,6 +63,9 @@ the MeshStatus objects. Namespaces are shown when no kind is given.`,
 // source connects to the cluster and says which namespace to show ("" for all). A second
 // source (PromQL over Prometheus) plugs in here.
 func (o *statOptions) source() (stat.Source, string, error) {
+	if o.allNamespaces && o.namespace != "" {
+		return nil, "", fmt.Errorf("-n %s and -A: choose one", o.namespace)
+	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = o.kubeconfig
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
@@ -77,9 +80,6 @@ func (o *statOptions) source() (stat.Source, string, error) {
 	namespace := o.namespace
 	switch {
 	case o.allNamespaces:
-		if o.namespace != "" {
-			return nil, "", fmt.Errorf("-n %s and -A: choose one", o.namespace)
-		}
 		namespace = ""
 	case namespace == "":
 		if namespace, _, err = cc.Namespace(); err != nil {
