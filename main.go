@@ -19,6 +19,7 @@ import (
 	"github.com/skeinmesh/skein/controllers"
 	"github.com/skeinmesh/skein/internal/identity"
 	"github.com/skeinmesh/skein/internal/scheme"
+	"github.com/skeinmesh/skein/internal/telemetry"
 	"github.com/skeinmesh/skein/internal/xds"
 	"github.com/skeinmesh/skein/webhooks"
 )
@@ -68,7 +69,8 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	if err := controllers.Setup(mgr, o.namespace); err != nil {
+	scraped := telemetry.NewStore()
+	if err := controllers.Setup(mgr, o.namespace, controllers.Options{WorkloadCertExpiry: scraped.SoonestCertExpiry}); err != nil {
 		return err
 	}
 	if err := webhooks.Setup(mgr, o.namespace); err != nil {
@@ -96,6 +98,9 @@ func run(o options) error {
 		Listener: xdsLis, Certificate: id.GetCertificate, Roots: id.Roots, Namespace: o.namespace, Metrics: metrics.Registry,
 	}); err != nil {
 		return err
+	}
+	if err := telemetry.AddToManager(mgr, scraped); err != nil {
+		return fmt.Errorf("setting up telemetry: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err

@@ -24,6 +24,7 @@ func main() {
 	root.AddCommand(newDemoCommand())
 	root.AddCommand(newInjectCommand())
 	root.AddCommand(newExternalWorkloadCommand())
+	root.AddCommand(newStatCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "skein:", err)
 		os.Exit(1)

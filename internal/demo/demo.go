@@ -98,8 +98,10 @@ func Run(ctx context.Context, o Options) (err error) {
 		d.show("meshconfig,trafficsplits,meshstatus", "-A"),
 		d.show("clusterissuers,issuers,certificates", "-n", Namespace),
 		d.certifyWorkload,
+		d.shortTelemetryWindows,
 		d.meshedPods,
 		d.externalWorkload,
+		d.telemetry,
 	)
 	if err != nil || o.Once {
 		return err
@@ -123,9 +125,10 @@ type demo struct {
 	pods            *podsT
 	network         *netns.Network
 	podsUnsupported error
-	// mesh and caller are meshedPods' pods, which later acts reuse.
+	// mesh and caller are meshedPods' pods, and webIP the web Service's ClusterIP, which later acts reuse.
 	mesh   *localmesh.Mesh
 	caller *localmesh.Pod
+	webIP  string
 }
 
 // run runs the acts in order and stops at the first that fails.

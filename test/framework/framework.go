@@ -38,6 +38,7 @@ import (
 	"github.com/skeinmesh/skein/internal/localcluster"
 	"github.com/skeinmesh/skein/internal/scheme"
 	"github.com/skeinmesh/skein/internal/spiffe"
+	"github.com/skeinmesh/skein/internal/telemetry"
 	"github.com/skeinmesh/skein/internal/xds"
 	"github.com/skeinmesh/skein/webhooks"
 )
@@ -241,7 +242,8 @@ func StartControlPlaneWith(cfg *rest.Config, o ControlPlaneOptions) (*ControlPla
 	if err != nil {
 		return nil, err
 	}
-	if err := controllers.Setup(mgr, SystemNamespace); err != nil {
+	scraped := telemetry.NewStore()
+	if err := controllers.Setup(mgr, SystemNamespace, controllers.Options{WorkloadCertExpiry: scraped.SoonestCertExpiry}); err != nil {
 		return nil, err
 	}
 	if o.Webhook != nil {
@@ -267,6 +269,9 @@ func StartControlPlaneWith(cfg *rest.Config, o ControlPlaneOptions) (*ControlPla
 	}
 	xdsSrv, err := xds.AddToManager(mgr, xds.Options{Listener: xdsLis, Certificate: srv.GetCertificate, Roots: srv.Roots, Namespace: SystemNamespace, Metrics: reg})
 	if err != nil {
+		return nil, errors.Join(err, lis.Close(), xdsLis.Close())
+	}
+	if err := telemetry.AddToManager(mgr, scraped); err != nil {
 		return nil, errors.Join(err, lis.Close(), xdsLis.Close())
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -48,15 +48,6 @@ func (m *Mesh) RunExternal(host *netns.Pod, env []string) (*Pod, error) {
 	return p, p.WaitReady()
 }
 
-// StopProxy kills the proxy, as a host that crashed or lost the network would leave it.
-func (p *Pod) StopProxy() error {
-	if err := p.proxy.Process.Kill(); err != nil {
-		return err
-	}
-	<-p.proxyEx
-	return nil
-}
-
 // StartProxy starts the proxy again and waits for it to be ready.
 func (p *Pod) StartProxy() error {
 	var err error
