@@ -97,6 +97,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		d.refuseLoop,
 		d.show("meshconfig,trafficsplits,meshstatus", "-A"),
 		d.show("clusterissuers,issuers,certificates", "-n", Namespace),
+		d.injectedPod,
 		d.certifyWorkload,
 		d.shortTelemetryWindows,
 		d.meshedPods,

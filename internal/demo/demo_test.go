@@ -52,6 +52,7 @@ func TestDemoOnce(t *testing.T) {
 		`web\s+web\s+True\s+\S+\s+Weights in force: web-stable 50, web-canary 50`,
 		`at web-stable 0, web-canary 100\n\s+ok=\d+ failed=0\s+served-by web-canary-1=\d+\n`,
 		`xds_updates_total\{result="ack",type="endpoint"\} [1-9]`,
+		`init containers: skein-init \(restartPolicy \) skein-proxy \(restartPolicy Always\) \n\s+containers: app \n`,
 		`externalworkload.mesh.skein.dev/billing-vm-1 condition met`,
 		`billing-vm-1\s+spiffe://cluster.local/ns/default/sa/billing\s+10\.\S+\s+True`,
 		`client -> billing:80 \(the VM \S+\) answered: 200 HTTP/1.1 /\S* spiffe://cluster.local/ns/default/sa/client hello-vm`,
