@@ -25,6 +25,10 @@ manifests: ## Generate the CRDs, RBAC and webhook manifests under config/.
 generate: ## Generate the deepcopy methods of the API types.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
 
+.PHONY: bundle
+bundle: test-bins ## Generate the OLM bundle (bundle/) from config/: the CSV, the CRDs, the metadata and bundle.Dockerfile.
+	go run ./hack/bundle -kubectl $(K8S_BIN)/kubectl -out bundle
+
 .PHONY: fmt
 fmt: ## Format the Go code.
 	go fmt ./...
