@@ -91,6 +91,10 @@ build: ## Build the control plane and the CLI into bin/.
 	go build -o bin/skein-controller .
 	go build -o bin/skein ./cmd/skein
 
+.PHONY: images
+images: ## Build the skein-controller and skein-proxy images as OCI archives in bin/images/, without a Docker daemon.
+	go run ./hack/images -out bin/images
+
 .PHONY: run
 run: ## Run the control plane against the cluster in the current kubeconfig.
 	go run . --metrics-bind-address=0
