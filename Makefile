@@ -107,6 +107,19 @@ demo: test-bins build ## Run a real local mesh: API server, control plane, sampl
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-12s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
+##@ Deployment
+
+# The kubectl that deploys: the one built into bin/ when there, else the one on PATH.
+KUBECTL ?= $(shell [[ -x $(K8S_BIN)/kubectl ]] && echo $(K8S_BIN)/kubectl || echo kubectl)
+
+.PHONY: deploy
+deploy: ## Install Skein (CRDs, RBAC, control plane, webhooks) into the cluster of the current kubeconfig; cert-manager must be there.
+	$(KUBECTL) apply --server-side -k config/default
+
+.PHONY: undeploy
+undeploy: ## Remove what make deploy installed, CRDs (and so every Skein object) included.
+	$(KUBECTL) delete -k config/default --ignore-not-found --wait=false
+
 ##@ Protocols
 
 .PHONY: proto
