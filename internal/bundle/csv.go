@@ -275,15 +275,32 @@ func webhookDefinitions(objs objects, deploy *appsv1.Deployment, taken map[*unst
 				d.Rules, d.FailurePolicy, d.MatchPolicy, d.ObjectSelector = w.Rules, w.FailurePolicy, w.MatchPolicy, w.ObjectSelector
 				d.SideEffects, d.TimeoutSeconds, d.AdmissionReviewVersions = w.SideEffects, w.TimeoutSeconds, w.AdmissionReviewVersions
 				d.ReinvocationPolicy = w.ReinvocationPolicy
-				if w.NamespaceSelector != nil && len(w.NamespaceSelector.MatchLabels)+len(w.NamespaceSelector.MatchExpressions) > 0 {
-					// OLM sets the namespaceSelector itself, from the OperatorGroup.
-					return nil, fmt.Errorf("webhook %s of %s has a namespaceSelector, which a CSV cannot carry: use an objectSelector", w.Name, cfg.Name)
+				if err := namespaceSelectorDroppable(w, cfg.Name); err != nil {
+					return nil, err
 				}
 				defs = append(defs, d)
 			}
 		}
 	}
 	return defs, nil
+}
+
+// namespaceSelectorDroppable tells whether the bundle may leave out a webhook's namespaceSelector.
+// A CSV cannot carry one: OLM sets it from the OperatorGroup's namespaces (every namespace for
+// AllNamespaces). A selector that keeps a webhook away from namespaces whose pods must start anyway
+// (the control plane's, kube-system) may go when the webhook's failurePolicy is Ignore, as an
+// unanswered call then blocks nothing; with Fail, dropping it could lock the control plane out of
+// starting, so the generator refuses.
+func namespaceSelectorDroppable(w admissionv1.MutatingWebhook, config string) error {
+	sel := w.NamespaceSelector
+	if sel == nil || len(sel.MatchLabels)+len(sel.MatchExpressions) == 0 {
+		return nil
+	}
+	if w.FailurePolicy != nil && *w.FailurePolicy == admissionv1.Ignore {
+		return nil
+	}
+	return fmt.Errorf("webhook %s of %s has a namespaceSelector and failurePolicy Fail: a CSV cannot carry the selector (OLM sets it), "+
+		"and without it the webhook would judge every namespace's objects; use an objectSelector, or failurePolicy Ignore", w.Name, config)
 }
 
 // webhookDefinition is what a webhook's clientConfig says of where it is served, the same for both
