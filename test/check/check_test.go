@@ -182,6 +182,46 @@ func TestCheck(t *testing.T) {
 			t.Errorf("the anchors are still valid, yet:\n%s", out)
 		}
 	})
+
+	t.Run("warns of an anchor near its end and of proxies astray", func(t *testing.T) {
+		// The control plane is stopped: nothing rewrites the bundle or MeshStatus behind the test.
+		bundle := &corev1.ConfigMap{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.TrustBundleName}, bundle); err != nil {
+			t.Fatal(err)
+		}
+		bundle.Data[meshv1.TrustBundleKey] = string(certificate(t, "ending anchor", 10*24*time.Hour))
+		if err := c.Client.Update(ctx, bundle); err != nil {
+			t.Fatal(err)
+		}
+		ms := &meshv1.MeshStatus{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: meshv1.MeshStatusName}, ms); err != nil {
+			t.Fatal(err)
+		}
+		ms.Status.MeshedPods, ms.Status.ConnectedProxies = 2, 1
+		if err := c.Client.Status().Update(ctx, ms); err != nil {
+			t.Fatal(err)
+		}
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-1"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{
+				{Name: "web", Image: "nginx"}, {Name: meshv1.ProxyContainerName, Image: "ghcr.io/skeinmesh/skein-proxy:v0.0.9"},
+			}},
+		}
+		if err := c.Client.Create(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := run(skein, args...)
+		for _, want := range []string{
+			"‼ the trust anchors are valid: 1 in the bundle; \"ending anchor\" expires",
+			"within 30 days\n    hint: plan the anchor's rotation",
+			"‼ the meshed proxies are connected: 1 of 2 meshed pods' proxies are connected to the control plane\n    hint: kubectl logs <pod> -c skein-proxy",
+			"‼ the meshed proxies run the configured image: 1 proxies run another image than ghcr.io/skeinmesh/skein-proxy:v0.1.0: default/web-1 (ghcr.io/skeinmesh/skein-proxy:v0.0.9)",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("no %q in:\n%s", want, out)
+			}
+		}
+	})
 }
 
 func wantFailure(t *testing.T, out string, err error, line, hint string) {
@@ -253,13 +293,19 @@ func serviceAccountKubeconfig(t *testing.T, ctx context.Context, c *framework.Cl
 // expiredCertificate is a CA certificate (PEM) that expired an hour ago.
 func expiredCertificate(t *testing.T) []byte {
 	t.Helper()
+	return certificate(t, "expired issuer", -time.Hour)
+}
+
+// certificate is a self-signed CA certificate (PEM) named cn that expires in left.
+func certificate(t *testing.T, cn string, left time.Duration) []byte {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "expired issuer"},
-		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour),
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(left),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
