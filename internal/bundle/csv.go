@@ -136,6 +136,15 @@ func buildCSV(base, icon []byte, rendered []*unstructured.Unstructured, crds []c
 	for name := range resources {
 		return nil, nil, fmt.Errorf("the CSV base describes the CRD %s, which config/crd/bases does not hold", name)
 	}
+	related := map[string]string{}
+	for _, crd := range crds {
+		if err := relatedImages(crd.obj, related); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, image := range sortedKeys(related) {
+		csv.Spec.RelatedImages = append(csv.Spec.RelatedImages, operatorsv1alpha1.RelatedImage{Name: related[image], Image: image})
+	}
 	examples := make([]map[string]any, 0, len(samples))
 	for _, s := range samples {
 		examples = append(examples, s.Object)
@@ -151,6 +160,15 @@ func buildCSV(base, icon []byte, rendered []*unstructured.Unstructured, crds []c
 		return nil, nil, err
 	}
 	return csv, extras, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // imageVersion is the semantic version of an image's tag (ghcr.io/x/y:v0.1.0 is 0.1.0).

@@ -11,6 +11,20 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
+// relatedImages adds the default images of a CRD's stored schema to into (image to name).
+func relatedImages(obj *unstructured.Unstructured, into map[string]string) error {
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := convert(obj, crd); err != nil {
+		return err
+	}
+	for _, v := range crd.Spec.Versions {
+		if v.Storage && v.Schema != nil && v.Schema.OpenAPIV3Schema != nil {
+			defaultImages(*v.Schema.OpenAPIV3Schema, into)
+		}
+	}
+	return nil
+}
+
 // conditionsDescriptor tells OLM's consoles to show a status field as Kubernetes conditions.
 const conditionsDescriptor = "urn:alm:descriptor:io.kubernetes.conditions"
 
@@ -53,6 +67,32 @@ func ownedCRD(obj *unstructured.Unstructured) (operatorsv1alpha1.CRDDescription,
 		d.StatusDescriptors = append(d.StatusDescriptors, sd)
 	}
 	return d, nil
+}
+
+// defaultImages are the defaults of the image fields (named image or ending in Image) anywhere in
+// a schema, e.g. MeshConfig's spec.proxy.image: images the operator puts into pods, which a
+// disconnected install must mirror, so the CSV lists them as related images.
+func defaultImages(s apiextensionsv1.JSONSchemaProps, into map[string]string) {
+	for prop, p := range s.Properties {
+		if (prop == "image" || strings.HasSuffix(prop, "Image")) && p.Type == "string" && p.Default != nil {
+			if image := strings.Trim(string(p.Default.Raw), `"`); image != "" {
+				into[image] = imageName(image)
+			}
+		}
+		defaultImages(p, into)
+	}
+	if s.Items != nil && s.Items.Schema != nil {
+		defaultImages(*s.Items.Schema, into)
+	}
+}
+
+// imageName is an image's last path element without its tag: ghcr.io/x/skein-proxy:v1 is skein-proxy.
+func imageName(image string) string {
+	name := image[strings.LastIndex(image, "/")+1:]
+	if i := strings.IndexAny(name, ":@"); i >= 0 {
+		name = name[:i]
+	}
+	return name
 }
 
 type field struct{ path, name, description string }
