@@ -66,15 +66,15 @@ func NewEnv(cfg *rest.Config, namespace string) (*Env, error) {
 	return &Env{Client: c, Clientset: cs, Namespace: namespace, Now: time.Now()}, nil
 }
 
-// check is one named check; run returns its results (most return one).
-type check struct {
+// Check is one named check; run returns its results (most return one).
+type Check struct {
 	category, name string
 	run            func(context.Context, *Env) []Result
 }
 
 // Run runs the checks in order. When a check of the API server itself fails, the rest are not
 // run: each would only fail the same way.
-func Run(ctx context.Context, env *Env, checks []check) []Result {
+func Run(ctx context.Context, env *Env, checks []Check) []Result {
 	var results []Result
 	for _, c := range checks {
 		rs := c.run(ctx, env)

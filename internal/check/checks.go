@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -62,8 +63,8 @@ var certManagerCRDs = []string{
 var requiredWebhooks = []string{"trafficsplits.mesh.skein.dev"}
 
 // Installed are the checks of a cluster Skein is installed in.
-func Installed() []check {
-	return []check{
+func Installed() []Check {
+	return []Check{
 		{categoryAPI, "can reach the API server", apiReachable},
 		{categoryCRDs, "the Skein CRDs are established", crdsEstablished(skeinCRDs, "install Skein: `make deploy`, or its OLM bundle")},
 		{categoryControlPlane, "the control plane is available", controlPlaneDeployment},
@@ -206,10 +207,10 @@ func readyEndpoints(ctx context.Context, e *Env, ns, service string) (int, error
 // a CA bundle and something answering it.
 func webhooks(ctx context.Context, e *Env) []Result {
 	type hook struct {
-		config string
-		cc     admissionv1.WebhookClientConfig
+		name, kind, config string
+		cc                 admissionv1.WebhookClientConfig
 	}
-	found := map[string]hook{}
+	var hooks []hook
 	validating := &admissionv1.ValidatingWebhookConfigurationList{}
 	mutating := &admissionv1.MutatingWebhookConfigurationList{}
 	if err := e.Client.List(ctx, validating); err != nil {
@@ -220,36 +221,35 @@ func webhooks(ctx context.Context, e *Env) []Result {
 	}
 	for _, c := range validating.Items {
 		for _, w := range c.Webhooks {
-			found[w.Name] = hook{c.Name, w.ClientConfig}
+			hooks = append(hooks, hook{w.Name, "validatingwebhookconfiguration", c.Name, w.ClientConfig})
 		}
 	}
 	for _, c := range mutating.Items {
 		for _, w := range c.Webhooks {
-			found[w.Name] = hook{c.Name, w.ClientConfig}
+			hooks = append(hooks, hook{w.Name, "mutatingwebhookconfiguration", c.Name, w.ClientConfig})
 		}
 	}
 	var results []Result
 	for _, name := range requiredWebhooks {
-		if _, ok := found[name]; !ok {
+		if !slices.ContainsFunc(hooks, func(h hook) bool { return h.name == name }) {
 			results = append(results, Result{Name: "webhook " + name + " is registered", Status: Fail,
 				Message: "no webhook configuration holds it, so the API server does not consult the control plane",
 				Hint:    "reinstall Skein's webhook configuration: kubectl apply --server-side -k config/default (OLM recreates it from the CSV)"})
 		}
 	}
-	var names []string
-	for name := range found {
-		if strings.HasSuffix(name, ".mesh.skein.dev") {
-			names = append(names, name)
+	// Each of Skein's webhooks, in every configuration that holds one, by name then configuration.
+	sort.Slice(hooks, func(i, j int) bool {
+		return hooks[i].name < hooks[j].name || hooks[i].name == hooks[j].name && hooks[i].config < hooks[j].config
+	})
+	for _, h := range hooks {
+		if !strings.HasSuffix(h.name, ".mesh.skein.dev") {
+			continue
 		}
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		h := found[name]
-		r := Result{Name: "webhook " + name + " answers", Status: OK}
+		r := Result{Name: "webhook " + h.name + " of " + h.config + " answers", Status: OK}
 		if err := webhookAnswers(ctx, e, h.cc); err != nil {
 			r.Status, r.Message = Fail, err.Error()
 			r.Hint = "cert-manager's CA injector (or OLM) fills caBundle; the control plane serves the webhook: check that both run, and `kubectl describe " +
-				"validatingwebhookconfiguration " + h.config + "`"
+				h.kind + " " + h.config + "`"
 		}
 		results = append(results, r)
 	}

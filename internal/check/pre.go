@@ -13,8 +13,8 @@ import (
 const MinKubernetes = "1.30.0"
 
 // Pre are the checks of a cluster before Skein is installed in it.
-func Pre() []check {
-	return []check{
+func Pre() []Check {
+	return []Check{
 		{categoryAPI, "can reach the API server", apiReachable},
 		{categoryAPI, "is running a supported Kubernetes version", kubernetesVersion},
 		{"pre-install", "can create CustomResourceDefinitions", canCreate("apiextensions.k8s.io", "customresourcedefinitions")},

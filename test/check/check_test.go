@@ -98,7 +98,7 @@ func TestCheck(t *testing.T) {
 		t.Logf("skein check:\n%s", out)
 		for _, want := range []string{
 			"✔ the Skein CRDs are established", "✔ the MeshConfig is Ready", "✔ the identity service answers: TLS as skein-identity.skein-system.svc",
-			"✔ the xDS service answers", "✔ webhook trafficsplits.mesh.skein.dev answers", "✔ the trust anchor Certificate is Ready",
+			"✔ the xDS service answers", "✔ webhook trafficsplits.mesh.skein.dev of validating-webhook-configuration answers", "✔ the trust anchor Certificate is Ready",
 			"✔ the identity issuer Certificate is Ready", "✔ the trust anchors are valid", "✔ the identity issuer is valid: expires",
 			"✔ the meshed proxies are connected", "Status check results are ✔",
 		} {
