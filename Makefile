@@ -25,6 +25,10 @@ manifests: ## Generate the CRDs, RBAC and webhook manifests under config/.
 generate: ## Generate the deepcopy methods of the API types.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
 
+.PHONY: bundle
+bundle: test-bins ## Generate the OLM bundle (bundle/) from config/: the CSV, the CRDs, the metadata and bundle.Dockerfile.
+	go run ./hack/bundle -kubectl $(K8S_BIN)/kubectl -out bundle
+
 .PHONY: fmt
 fmt: ## Format the Go code.
 	go fmt ./...
@@ -87,6 +91,10 @@ build: ## Build the control plane and the CLI into bin/.
 	go build -o bin/skein-controller .
 	go build -o bin/skein ./cmd/skein
 
+.PHONY: images
+images: ## Build the skein-controller and skein-proxy images as OCI archives in bin/images/, without a Docker daemon.
+	go run ./hack/images -out bin/images
+
 .PHONY: run
 run: ## Run the control plane against the cluster in the current kubeconfig.
 	go run . --metrics-bind-address=0
@@ -98,6 +106,19 @@ demo: test-bins build ## Run a real local mesh: API server, control plane, sampl
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-12s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Deployment
+
+# The kubectl that deploys: the one built into bin/ when there, else the one on PATH.
+KUBECTL ?= $(shell [[ -x $(K8S_BIN)/kubectl ]] && echo $(K8S_BIN)/kubectl || echo kubectl)
+
+.PHONY: deploy
+deploy: ## Install Skein (CRDs, RBAC, control plane, webhooks) into the cluster of the current kubeconfig; cert-manager must be there.
+	$(KUBECTL) apply --server-side -k config/default
+
+.PHONY: undeploy
+undeploy: ## Remove what make deploy installed, CRDs (and so every Skein object) included.
+	$(KUBECTL) delete -k config/default --ignore-not-found --wait=false
 
 ##@ Protocols
 

@@ -25,6 +25,7 @@ func main() {
 	root.AddCommand(newInjectCommand())
 	root.AddCommand(newExternalWorkloadCommand())
 	root.AddCommand(newStatCommand())
+	root.AddCommand(newCheckCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "skein:", err)
 		os.Exit(1)
