@@ -102,6 +102,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		d.shortTelemetryWindows,
 		d.meshedPods,
 		d.externalWorkload,
+		d.checkMesh,
 		d.telemetry,
 	)
 	if err != nil || o.Once {

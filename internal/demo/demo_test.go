@@ -54,12 +54,14 @@ func TestDemoOnce(t *testing.T) {
 		`xds_updates_total\{result="ack",type="endpoint"\} [1-9]`,
 		`init containers: skein-init \(restartPolicy \) skein-proxy \(restartPolicy Always\) \n\s+containers: app \n`,
 		`externalworkload.mesh.skein.dev/billing-vm-1 condition met`,
+		`==> skein check --identity-addr`,
 		`billing-vm-1\s+spiffe://cluster.local/ns/default/sa/billing\s+10\.\S+\s+True`,
 		`client -> billing:80 \(the VM \S+\) answered: 200 HTTP/1.1 /\S* spiffe://cluster.local/ns/default/sa/client hello-vm`,
 		`meshconfig.mesh.skein.dev/default patched`,
 		`default-namespace\s+Healthy\s+3/3\s+100.00%\s+100.00%\s+\d+\.\d+\s+\S+ms`,
 		`==> skein stat services -n default\n\s+NAMESPACE\s+NAME\s+MESHED\s+SUCCESS\s+RPS\s+LATENCY_P50\s+LATENCY_P95\s+LATENCY_P99\s+TCP_CONN\n`,
 		`default\s+web\s+2/2\s+100.00%\s+\d+\.\drps`,
+		`==> skein stat trafficsplits -n default\n\s+NAMESPACE\s+NAME.*APEX\s+BACKEND\s+WEIGHT\s+OBSERVED\n`,
 		`==> Stopping the API server`,
 	} {
 		if !regexp.MustCompile(want).Match(out.Bytes()) {

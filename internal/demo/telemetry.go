@@ -51,7 +51,7 @@ func (d *demo) telemetry(ctx context.Context) error {
 		kind      stat.Kind
 		namespace string
 		args      string
-	}{{stat.Services, "default", "services -n default"}, {stat.Workloads, "default", "workloads -n default"}, {stat.Namespaces, "", "namespaces"}} {
+	}{{stat.Services, "default", "services -n default"}, {stat.Workloads, "default", "workloads -n default"}, {stat.Namespaces, "", "namespaces"}, {stat.TrafficSplits, "default", "trafficsplits -n default"}} {
 		d.say("skein stat " + q.args)
 		rows, err := src.Rows(ctx, q.kind, q.namespace)
 		if err != nil {
