@@ -22,8 +22,9 @@ manifests: ## Generate the CRDs, RBAC and webhook manifests under config/.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
 
 .PHONY: generate
-generate: ## Generate the deepcopy methods of the API types.
+generate: ## Generate the deepcopy methods of the API types and the Grafana dashboard (internal/grafana).
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+	go run ./hack/dashboard config/grafana/skein-dashboard.json
 
 .PHONY: fmt
 fmt: ## Format the Go code.

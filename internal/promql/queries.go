@@ -11,6 +11,13 @@ import (
 // DefaultWindow is the window the control plane's figures cover too.
 const DefaultWindow = time.Minute
 
+// Range is the window of a query as PromQL writes it: "60s", or a variable a dashboard fills in
+// such as "$window".
+type Range string
+
+// Over is the range of a window.
+func Over(window time.Duration) Range { return Range(Duration(window)) }
+
 // The proxy's metric names and labels (proxy/metrics).
 const (
 	responseTotal   = "response_total"
@@ -112,22 +119,22 @@ func serviceMatcher(label, namespace, name string) Matcher {
 
 // SuccessRate is the share of responses classified a success, from 0 to 1; NaN where there were
 // none in the window.
-func (t Target) SuccessRate(window time.Duration) string {
+func (t Target) SuccessRate(window Range) string {
 	return t.share(responseTotal, window, Matcher{Label: labelClass, Value: "success"})
 }
 
 // RPS is responses per second over the window: their increase divided by the window's seconds,
 // which is what rate() is.
-func (t Target) RPS(window time.Duration) string {
-	return fmt.Sprintf("sum%s(rate(%s[%s]))", t.by(), t.selector(responseTotal), Duration(window))
+func (t Target) RPS(window Range) string {
+	return fmt.Sprintf("sum%s(rate(%s[%s]))", t.by(), t.selector(responseTotal), window)
 }
 
 // Quantile is the latency in milliseconds under which the fraction q of the window's responses
 // came, interpolated within the histogram's buckets.
-func (t Target) Quantile(q float64, window time.Duration) string {
+func (t Target) Quantile(q float64, window Range) string {
 	by := append([]string{"le"}, t.By...)
 	return fmt.Sprintf("histogram_quantile(%s, sum by (%s) (increase(%s[%s])))",
-		strconv.FormatFloat(q, 'f', -1, 64), strings.Join(by, ", "), t.selector(latencyBucket), Duration(window))
+		strconv.FormatFloat(q, 'f', -1, 64), strings.Join(by, ", "), t.selector(latencyBucket), window)
 }
 
 // TCPConnections is the number of TCP connections open now, opened less closed; "" when the
@@ -140,19 +147,19 @@ func (t Target) TCPConnections() string {
 }
 
 // MTLSCoverage is the share of the window's requests that came over mTLS, from 0 to 1.
-func (t Target) MTLSCoverage(window time.Duration) string {
+func (t Target) MTLSCoverage(window Range) string {
 	return t.share(requestTotal, window, Matcher{Label: labelTLS, Value: "true"})
 }
 
 // share is the part of a counter's increase that also matches part. A row with none of that part
 // has no series for it, so the whole, times 0, stands in: 0%, rather than no row at all.
-func (t Target) share(metric string, window time.Duration, part Matcher) string {
+func (t Target) share(metric string, window Range, part Matcher) string {
 	whole := t.sumIncrease(metric, window)
 	return fmt.Sprintf("(%s or %s * 0) / %s", t.sumIncrease(metric, window, part), whole, whole)
 }
 
-func (t Target) sumIncrease(metric string, window time.Duration, extra ...Matcher) string {
-	return fmt.Sprintf("sum%s(increase(%s[%s]))", t.by(), t.selector(metric, extra...), Duration(window))
+func (t Target) sumIncrease(metric string, window Range, extra ...Matcher) string {
+	return fmt.Sprintf("sum%s(increase(%s[%s]))", t.by(), t.selector(metric, extra...), window)
 }
 
 func (t Target) by() string {

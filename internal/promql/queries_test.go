@@ -8,7 +8,7 @@ import (
 )
 
 func TestQueries(t *testing.T) {
-	const w = time.Minute
+	w := Over(time.Minute)
 	tests := []struct {
 		name, got, want string
 	}{
@@ -18,7 +18,7 @@ func TestQueries(t *testing.T) {
 				`sum by (dst_service) (increase(response_total{direction="outbound",dst_service="web.shop"}[60s]))`},
 		{"services of a namespace, RPS", Service("shop", "").RPS(w),
 			`sum by (dst_service) (rate(response_total{direction="outbound",dst_service=~"[^.]+\\.shop"}[60s]))`},
-		{"services of every namespace, p99", Service("", "").Quantile(0.99, 30*time.Second),
+		{"services of every namespace, p99", Service("", "").Quantile(0.99, Over(30*time.Second)),
 			`histogram_quantile(0.99, sum by (le, dst_service) (increase(response_latency_ms_bucket{direction="outbound",dst_service=~"[^.]+\\..+"}[30s])))`},
 		{"a service in every namespace, regexp characters quoted", Service("", "a.b").RPS(w),
 			`sum by (dst_service) (rate(response_total{direction="outbound",dst_service=~"a\\.b\\..+"}[60s]))`},
@@ -31,7 +31,7 @@ func TestQueries(t *testing.T) {
 			`sum by (dst_backend) (rate(response_total{direction="outbound",dst_service="web.shop"}[60s]))`},
 		{"workload p95", Workload("shop", []string{"web-1", "web-2"}).Quantile(0.95, w),
 			`histogram_quantile(0.95, sum by (le) (increase(response_latency_ms_bucket{direction="inbound",namespace="shop",pod=~"web-1|web-2"}[60s])))`},
-		{"workload RPS", Workload("shop", []string{"web-1"}).RPS(1500 * time.Millisecond),
+		{"workload RPS", Workload("shop", []string{"web-1"}).RPS(Over(1500 * time.Millisecond)),
 			`sum(rate(response_total{direction="inbound",namespace="shop",pod=~"web-1"}[1500ms]))`},
 		{"workload TCP connections", Workload("shop", []string{"web-1"}).TCPConnections(),
 			`sum(tcp_open_total{direction="inbound",namespace="shop",pod=~"web-1"}) - sum(tcp_close_total{direction="inbound",namespace="shop",pod=~"web-1"})`},
@@ -39,6 +39,8 @@ func TestQueries(t *testing.T) {
 			`(sum by (namespace) (increase(request_total{direction="inbound",namespace="shop",tls="true"}[60s])) or ` +
 				`sum by (namespace) (increase(request_total{direction="inbound",namespace="shop"}[60s])) * 0) / ` +
 				`sum by (namespace) (increase(request_total{direction="inbound",namespace="shop"}[60s]))`},
+		{"a dashboard's window", Namespace("").RPS("$window"),
+			`sum by (namespace) (rate(response_total{direction="inbound"}[$window]))`},
 		{"every namespace RPS", Namespace("").RPS(w),
 			`sum by (namespace) (rate(response_total{direction="inbound"}[60s]))`},
 		{"label values are quoted", Service("sh\"op", "web").RPS(w),
