@@ -3,6 +3,7 @@ package xds
 import (
 	"net/netip"
 	"sort"
+	"strconv"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -125,9 +126,11 @@ func routeConfig(name string, svc *corev1.Service, port corev1.ServicePort, spli
 	var routes []*routev3.Route
 	if split != nil {
 		backend := func(service string) string { return xdsnames.Authority(service, svc.Namespace, port.Port) }
-		for _, m := range split.Spec.Matches {
+		for i, m := range split.Spec.Matches {
 			if serving(m.Backend) {
-				routes = append(routes, &routev3.Route{Match: routeMatch(m), Action: toCluster(backend(m.Backend))})
+				// Named by its place in the split, so that its metrics keep their route while
+				// others are added or stop serving.
+				routes = append(routes, &routev3.Route{Name: MatchRouteName(i), Match: routeMatch(m), Action: toCluster(backend(m.Backend))})
 			}
 		}
 		var weighted []*routev3.WeightedCluster_ClusterWeight
@@ -141,6 +144,7 @@ func routeConfig(name string, svc *corev1.Service, port corev1.ServicePort, spli
 		}
 	}
 	routes = append(routes, &routev3.Route{
+		Name:   DefaultRouteName,
 		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		Action: &routev3.Route_Route{Route: action},
 	})
@@ -153,6 +157,12 @@ func routeConfig(name string, svc *corev1.Service, port corev1.ServicePort, spli
 		}},
 	}
 }
+
+// DefaultRouteName names the route that takes the requests no match took.
+const DefaultRouteName = "default"
+
+// MatchRouteName names the route of a TrafficSplit's i-th match.
+func MatchRouteName(i int) string { return "match-" + strconv.Itoa(i) }
 
 // routeMatch is a TrafficSplit match as an xDS route match: a path prefix ("/" when unset) and
 // headers with exact values.

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,8 @@ type Service struct {
 
 // Match sends the HTTP requests it matches to one backend.
 type Match struct {
+	// Name names the route in metrics; "" gives "match-<index>".
+	Name string `json:"name,omitempty"`
 	// PathPrefix, when set, must begin the request's path.
 	PathPrefix string `json:"pathPrefix,omitempty"`
 	// Headers must all be present with exactly these values.
@@ -76,12 +79,33 @@ func (m *Match) matches(path string, h http.Header) bool {
 // Choose returns the endpoints for one HTTP request: those of the first match's backend, or else
 // as Pick does with r.
 func (s *Service) Choose(path string, h http.Header, r float64) []Endpoint {
+	return s.Route(path, h, r).Endpoints
+}
+
+// DefaultRoute names the route of the requests that no match took.
+const DefaultRoute = "default"
+
+// Choice is where one request goes, and why: for metrics, the route that matched and the backend
+// (the service itself, or one of its TrafficSplit backends) chosen.
+type Choice struct {
+	Route     string
+	Backend   string
+	Endpoints []Endpoint
+}
+
+// Route chooses for one HTTP request: the first match's backend, or else as Pick does with r.
+func (s *Service) Route(path string, h http.Header, r float64) Choice {
 	for i := range s.Matches {
-		if s.Matches[i].matches(path, h) {
-			return s.Matches[i].Backend.Endpoints
+		if m := &s.Matches[i]; m.matches(path, h) {
+			name := m.Name
+			if name == "" {
+				name = "match-" + strconv.Itoa(i)
+			}
+			return Choice{Route: name, Backend: m.Backend.Name, Endpoints: m.Backend.Endpoints}
 		}
 	}
-	return s.Pick(r)
+	backend, eps := s.pick(r)
+	return Choice{Route: DefaultRoute, Backend: backend, Endpoints: eps}
 }
 
 // Backend is one weighted share of a split service.
@@ -98,6 +122,12 @@ type Backend struct {
 // chosen by weight with r, a number in [0, 1). A backend with no endpoints gets no share: it may
 // have lost them before the control plane's new weights arrive, and its requests would go nowhere.
 func (s *Service) Pick(r float64) []Endpoint {
+	_, eps := s.pick(r)
+	return eps
+}
+
+// pick is Pick, also naming the backend chosen: the service's own authority when it has none.
+func (s *Service) pick(r float64) (string, []Endpoint) {
 	var total uint64
 	for _, b := range s.Backends {
 		if len(b.Endpoints) > 0 {
@@ -105,21 +135,22 @@ func (s *Service) Pick(r float64) []Endpoint {
 		}
 	}
 	if total == 0 {
-		return s.Endpoints
+		return s.Authority, s.Endpoints
 	}
 	n := uint64(r * float64(total))
-	var last []Endpoint
-	for _, b := range s.Backends {
+	var last *Backend
+	for i := range s.Backends {
+		b := &s.Backends[i]
 		if len(b.Endpoints) == 0 {
 			continue
 		}
 		if n < uint64(b.Weight) {
-			return b.Endpoints
+			return b.Name, b.Endpoints
 		}
 		n -= uint64(b.Weight)
-		last = b.Endpoints
+		last = b
 	}
-	return last
+	return last.Name, last.Endpoints
 }
 
 // Snapshot is a consistent view of the destinations; it is never changed once published.

@@ -72,3 +72,37 @@ func TestChooseTriesMatchesFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteNamesRouteAndBackend: what metrics label a request with.
+func TestRouteNamesRouteAndBackend(t *testing.T) {
+	v1 := []Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.1:80")}}
+	v2 := []Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.2:80")}}
+	split := Service{
+		Authority: "web:80",
+		Backends:  []Backend{{Name: "web-v1:80", Weight: 1, Endpoints: v1}, {Name: "web-v2:80", Weight: 1, Endpoints: v2}},
+		Matches: []Match{
+			{Name: "canary", Headers: []HeaderMatch{{Name: "X-Canary", Value: "1"}}, Backend: Backend{Name: "web-v2:80", Endpoints: v2}},
+			{PathPrefix: "/beta", Backend: Backend{Name: "web-v2:80", Endpoints: v2}},
+		},
+	}
+	plain := Service{Authority: "api:80", Endpoints: v1}
+	tests := []struct {
+		svc                 *Service
+		path                string
+		headers             http.Header
+		r                   float64
+		wantRoute, wantBknd string
+	}{
+		{&split, "/", http.Header{"X-Canary": {"1"}}, 0, "canary", "web-v2:80"},
+		{&split, "/beta/x", nil, 0, "match-1", "web-v2:80"},
+		{&split, "/", nil, 0.2, DefaultRoute, "web-v1:80"},
+		{&split, "/", nil, 0.7, DefaultRoute, "web-v2:80"},
+		{&plain, "/", nil, 0.7, DefaultRoute, "api:80"},
+	}
+	for _, tt := range tests {
+		c := tt.svc.Route(tt.path, tt.headers, tt.r)
+		if c.Route != tt.wantRoute || c.Backend != tt.wantBknd || len(c.Endpoints) != 1 {
+			t.Errorf("%s Route(%q, %v, %v) = %+v, want route %q backend %q", tt.svc.Authority, tt.path, tt.headers, tt.r, c, tt.wantRoute, tt.wantBknd)
+		}
+	}
+}

@@ -104,11 +104,11 @@ func (p *Proxy) handle(conn net.Conn) {
 	state := tc.ConnectionState()
 	peer := mtls.PeerIdentity(state)
 	app := net.JoinHostPort(p.AppHost, strconv.Itoa(int(dst.Port())))
-	counted, done := p.Metrics.TCPOpen(metrics.Inbound, true, tc)
+	counted, done := p.Metrics.TCPOpen(metrics.Inbound, true, "", tc)
 	defer done()
 	switch state.NegotiatedProtocol {
 	case mtls.ProtoHTTP2:
-		p.h2.ServeConn(counted, &http2.ServeConnOpts{BaseConfig: p.base, Handler: p.Metrics.HTTP(metrics.Inbound, p.httpHandler(app, peer))})
+		p.h2.ServeConn(counted, &http2.ServeConnOpts{BaseConfig: p.base, Handler: p.Metrics.HTTP(metrics.Inbound, metrics.Labels{TLS: true, ClientID: peer}, p.httpHandler(app, peer))})
 	default:
 		up, err := net.DialTimeout("tcp", app, 5*time.Second)
 		if err != nil {

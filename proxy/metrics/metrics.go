@@ -1,12 +1,15 @@
 // Package metrics records what the proxy carries, under Linkerd's metric names where they mean the
 // same thing, so that dashboards and queries written for those work here. Label values are bounded:
-// authorities beyond MaxAuthorities are counted under "other".
+// authorities and peer identities beyond MaxAuthorities are counted under "other"; services and
+// routes come from the proxy's configuration, which bounds them already.
 package metrics
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,11 +23,28 @@ const (
 	Outbound = "outbound"
 )
 
-// OtherAuthority is the label value of authorities beyond the bound.
+// OtherAuthority is the label value of authorities (and peer identities) beyond the bound.
 const OtherAuthority = "other"
+
+// DefaultRoute names the route that takes the requests no other route matched.
+const DefaultRoute = "default"
+
+// Classifications of responses: a failure is a 5xx, including the proxy's own answers when no
+// endpoint could serve.
+const (
+	Success = "success"
+	Failure = "failure"
+)
 
 // latencyBuckets are response latencies in milliseconds.
 var latencyBuckets = []float64{1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000}
+
+// httpLabels are the labels of every HTTP metric, in this order; both directions carry all of them,
+// empty where they do not apply, so that one query covers both.
+var httpLabels = []string{"direction", "authority", "tls", "dst_service", "dst_backend", "route", "server_id", "client_id"}
+
+// tcpLabels are the labels of the TCP metrics.
+var tcpLabels = []string{"direction", "tls", "dst_service"}
 
 // Proxy holds the proxy's metrics.
 type Proxy struct {
@@ -36,72 +56,123 @@ type Proxy struct {
 	tcpRead   *prometheus.CounterVec
 	tcpWrite  *prometheus.CounterVec
 
-	maxAuthorities int
-	mu             sync.Mutex
-	authorities    map[string]bool
+	authorities, serverIDs, clientIDs *bounded
 }
 
-// New registers the proxy's metrics on reg.
+// New registers the proxy's metrics on reg. maxAuthorities bounds the distinct authorities, and
+// separately the distinct peer identities of each direction.
 func New(reg prometheus.Registerer, maxAuthorities int) *Proxy {
-	http := []string{"direction", "authority"}
-	tcp := []string{"direction", "tls"}
 	p := &Proxy{
-		requests:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "request_total", Help: "HTTP requests received."}, http),
-		responses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "response_total", Help: "HTTP responses sent, by status code and classification."}, append(http, "status_code", "classification")),
+		requests:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "request_total", Help: "HTTP requests received."}, httpLabels),
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "response_total", Help: "HTTP responses sent, by status code and classification."}, append(httpLabels[:len(httpLabels):len(httpLabels)], "status_code", "classification")),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "response_latency_ms", Help: "Time to the response's headers, in milliseconds.",
-			Buckets: latencyBuckets}, append(http, "classification")),
-		tcpOpen:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_open_total", Help: "TCP connections opened."}, tcp),
-		tcpClose:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_close_total", Help: "TCP connections closed."}, tcp),
-		tcpRead:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_read_bytes_total", Help: "Bytes read from clients."}, tcp),
-		tcpWrite:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_write_bytes_total", Help: "Bytes written to clients."}, tcp),
-		maxAuthorities: maxAuthorities,
-		authorities:    map[string]bool{},
+			Buckets: latencyBuckets}, append(httpLabels[:len(httpLabels):len(httpLabels)], "classification")),
+		tcpOpen:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_open_total", Help: "TCP connections opened."}, tcpLabels),
+		tcpClose:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_close_total", Help: "TCP connections closed."}, tcpLabels),
+		tcpRead:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_read_bytes_total", Help: "Bytes read from clients."}, tcpLabels),
+		tcpWrite:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_write_bytes_total", Help: "Bytes written to clients."}, tcpLabels),
+		authorities: newBounded(maxAuthorities),
+		serverIDs:   newBounded(maxAuthorities),
+		clientIDs:   newBounded(maxAuthorities),
 	}
 	reg.MustRegister(p.requests, p.responses, p.latency, p.tcpOpen, p.tcpClose, p.tcpRead, p.tcpWrite)
 	return p
 }
 
-// authority bounds the authority label.
-func (p *Proxy) authority(a string) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.authorities[a] {
-		return a
-	}
-	if len(p.authorities) >= p.maxAuthorities {
-		return OtherAuthority
-	}
-	p.authorities[a] = true
-	return a
+// bounded admits the first max distinct values of a label; the others become OtherAuthority.
+type bounded struct {
+	max  int
+	mu   sync.Mutex
+	seen map[string]bool
 }
 
-// HTTP wraps a handler to count its requests and responses and time them.
-func (p *Proxy) HTTP(direction string, next http.Handler) http.Handler {
+func newBounded(max int) *bounded { return &bounded{max: max, seen: map[string]bool{}} }
+
+func (b *bounded) value(v string) string {
+	if v == "" {
+		return ""
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.seen[v] {
+		return v
+	}
+	if len(b.seen) >= b.max {
+		return OtherAuthority
+	}
+	b.seen[v] = true
+	return v
+}
+
+// Labels are what a request's metrics say of where it went. The outbound router fills them in as
+// it routes (LabelsFrom); the inbound side knows them from the connection.
+type Labels struct {
+	// TLS is true when the request crossed the network over mTLS.
+	TLS bool
+	// DstService is the Service addressed, as "name.namespace"; empty when unknown.
+	DstService string
+	// DstBackend is the Service whose endpoint was chosen: DstService, or a TrafficSplit backend.
+	DstBackend string
+	// Route names the route that matched.
+	Route string
+	// ServerID is the identity the endpoint's proxy presented (outbound).
+	ServerID string
+	// ClientID is the identity the client's proxy presented (inbound).
+	ClientID string
+}
+
+type labelsKey struct{}
+
+// LabelsFrom returns the labels of the request whose context ctx is, for the router to fill in; nil
+// outside a handler wrapped by HTTP.
+func LabelsFrom(ctx context.Context) *Labels {
+	l, _ := ctx.Value(labelsKey{}).(*Labels)
+	return l
+}
+
+// ServiceName turns an authority of the mesh ("web.shop.svc.cluster.local:80") into the Service's
+// "name.namespace"; another name is kept as its host.
+func ServiceName(authority string) string {
+	host := authority
+	if h, _, err := net.SplitHostPort(authority); err == nil {
+		host = h
+	}
+	if i := strings.Index(host, ".svc"); i > 0 && (len(host) == i+4 || host[i+4] == '.') {
+		host = host[:i]
+	}
+	return host
+}
+
+// HTTP wraps a handler to count its requests and responses and time them, under base's labels as
+// the handler leaves them.
+func (p *Proxy) HTTP(direction string, base Labels, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := p.authority(r.Host)
-		p.requests.WithLabelValues(direction, auth).Inc()
+		labels := base
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		start := time.Now()
-		next.ServeHTTP(rec, r)
-		class := "success"
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), labelsKey{}, &labels)))
+		class := Success
 		if rec.status >= 500 {
-			class = "failure"
+			class = Failure
 		}
-		p.responses.WithLabelValues(direction, auth, strconv.Itoa(rec.status), class).Inc()
-		p.latency.WithLabelValues(direction, auth, class).Observe(float64(rec.elapsed(start)) / float64(time.Millisecond))
+		values := []string{direction, p.authorities.value(r.Host), strconv.FormatBool(labels.TLS), labels.DstService, labels.DstBackend,
+			labels.Route, p.serverIDs.value(labels.ServerID), p.clientIDs.value(labels.ClientID)}
+		p.requests.WithLabelValues(values...).Inc()
+		p.responses.WithLabelValues(append(values, strconv.Itoa(rec.status), class)...).Inc()
+		p.latency.WithLabelValues(append(values, class)...).Observe(float64(rec.elapsed(start)) / float64(time.Millisecond))
 	})
 }
 
 // TCPOpen counts a client connection opened and returns it wrapped to count its bytes; done counts
-// it closed.
-func (p *Proxy) TCPOpen(direction string, tls bool, conn net.Conn) (counted net.Conn, done func()) {
-	t := strconv.FormatBool(tls)
-	p.tcpOpen.WithLabelValues(direction, t).Inc()
+// it closed. dstService is the Service addressed (outbound), "" when unknown or inbound.
+func (p *Proxy) TCPOpen(direction string, tls bool, dstService string, conn net.Conn) (counted net.Conn, done func()) {
+	values := []string{direction, strconv.FormatBool(tls), dstService}
+	p.tcpOpen.WithLabelValues(values...).Inc()
 	c := &countingConn{Conn: conn}
 	return c, func() {
-		p.tcpClose.WithLabelValues(direction, t).Inc()
-		p.tcpRead.WithLabelValues(direction, t).Add(float64(c.read.Load()))
-		p.tcpWrite.WithLabelValues(direction, t).Add(float64(c.written.Load()))
+		p.tcpClose.WithLabelValues(values...).Inc()
+		p.tcpRead.WithLabelValues(values...).Add(float64(c.read.Load()))
+		p.tcpWrite.WithLabelValues(values...).Add(float64(c.written.Load()))
 	}
 }
 

@@ -121,10 +121,15 @@ func (p *Proxy) handle(conn net.Conn) {
 		p.Log.Info("Dropping a connection with no original destination", "peer", conn.RemoteAddr(), "err", err)
 		return
 	}
-	conn, done := p.Metrics.TCPOpen(metrics.Outbound, false, conn)
-	defer done()
 	snap := p.Destinations.Snapshot()
-	if svc := snap.ByAddr(dst); p.OpaquePorts[dst.Port()] || svc != nil && svc.Opaque {
+	svc := snap.ByAddr(dst)
+	var dstService string
+	if svc != nil {
+		dstService = metrics.ServiceName(svc.Authority)
+	}
+	conn, done := p.Metrics.TCPOpen(metrics.Outbound, false, dstService, conn)
+	defer done()
+	if p.OpaquePorts[dst.Port()] || svc != nil && svc.Opaque {
 		p.opaque(conn, dst, snap)
 		return
 	}
@@ -134,7 +139,7 @@ func (p *Proxy) handle(conn net.Conn) {
 	}
 	switch proto {
 	case detect.HTTP1:
-		srv := &http.Server{Handler: p.Metrics.HTTP(metrics.Outbound, p.router(dst)), ReadHeaderTimeout: p.HeaderTimeout, MaxHeaderBytes: maxHeaderBytes}
+		srv := &http.Server{Handler: p.Metrics.HTTP(metrics.Outbound, metrics.Labels{}, p.router(dst)), ReadHeaderTimeout: p.HeaderTimeout, MaxHeaderBytes: maxHeaderBytes}
 		p.mu.Lock()
 		p.http1[srv] = struct{}{}
 		p.mu.Unlock()
@@ -143,7 +148,7 @@ func (p *Proxy) handle(conn net.Conn) {
 		delete(p.http1, srv)
 		p.mu.Unlock()
 	case detect.HTTP2:
-		p.h2.ServeConn(conn, &http2.ServeConnOpts{BaseConfig: p.base, Handler: p.Metrics.HTTP(metrics.Outbound, p.router(dst))})
+		p.h2.ServeConn(conn, &http2.ServeConnOpts{BaseConfig: p.base, Handler: p.Metrics.HTTP(metrics.Outbound, metrics.Labels{}, p.router(dst))})
 	default:
 		p.opaque(conn, dst, snap)
 	}
@@ -157,7 +162,7 @@ const maxAttempts = 3
 
 // opaque carries a TCP stream to one endpoint, trying another when one cannot be reached.
 func (p *Proxy) opaque(conn net.Conn, dst netip.AddrPort, snap *destinations.Snapshot) {
-	eps := p.endpoints(dst, "", nil, snap)
+	eps := p.endpoints(dst, "", nil, snap).Endpoints
 	avoid := map[netip.AddrPort]bool{}
 	for range maxAttempts {
 		ep := p.balancer.pick(eps, avoid)
@@ -182,27 +187,49 @@ func (p *Proxy) dial(ctx context.Context, ep destinations.Endpoint, alpn string)
 }
 
 // endpoints are the candidates for traffic to dst (and, for an HTTP request, authority): the
-// service's endpoints, or the original destination itself when it is no known service.
-func (p *Proxy) endpoints(dst netip.AddrPort, authority string, req *http.Request, snap *destinations.Snapshot) []destinations.Endpoint {
+// service's endpoints, or the original destination itself when it is no known service. The choice
+// also names the service, route and backend, for metrics.
+func (p *Proxy) endpoints(dst netip.AddrPort, authority string, req *http.Request, snap *destinations.Snapshot) choice {
 	svc := snap.ByAuthority(authority)
 	if svc == nil {
 		svc = snap.ByAddr(dst)
 	}
+	var c choice
 	if svc != nil {
-		var eps []destinations.Endpoint
+		c.service = svc.Authority
 		if req != nil {
-			eps = svc.Choose(req.URL.Path, req.Header, rand.Float64())
+			c.Choice = svc.Route(req.URL.Path, req.Header, rand.Float64())
 		} else {
-			eps = svc.Pick(rand.Float64())
+			c.Choice = destinations.Choice{Route: destinations.DefaultRoute, Backend: svc.Authority, Endpoints: svc.Pick(rand.Float64())}
 		}
-		if len(eps) > 0 {
-			return eps
+		if len(c.Endpoints) > 0 {
+			return c
 		}
 	}
 	if ep, ok := snap.Endpoint(dst); ok {
-		return []destinations.Endpoint{ep}
+		c.Endpoints = []destinations.Endpoint{ep}
+		return c
 	}
-	return []destinations.Endpoint{{Addr: dst}}
+	c.Endpoints = []destinations.Endpoint{{Addr: dst}}
+	return c
+}
+
+// choice is where traffic goes: the service addressed ("" when none is known) and the choice made
+// among its routes and backends.
+type choice struct {
+	service string
+	destinations.Choice
+}
+
+// label fills in a request's metric labels from the choice and the endpoint tried.
+func (c *choice) label(l *metrics.Labels, ep destinations.Endpoint) {
+	if l == nil {
+		return
+	}
+	if c.service != "" {
+		l.DstService, l.DstBackend, l.Route = metrics.ServiceName(c.service), metrics.ServiceName(c.Backend), c.Route
+	}
+	l.ServerID, l.TLS = ep.Identity, ep.Identity != ""
 }
 
 // router forwards the requests of one client connection, each to the endpoint the balancer picks.
@@ -237,11 +264,14 @@ type routeTransport struct {
 
 func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := rt.p
-	eps := p.endpoints(rt.dst, req.Host, req, p.Destinations.Snapshot())
+	c := p.endpoints(rt.dst, req.Host, req, p.Destinations.Snapshot())
+	eps := c.Endpoints
+	labels := metrics.LabelsFrom(req.Context())
 	var avoid map[netip.AddrPort]bool // made on the first failure only: most requests need none
 	var err error
 	for range maxAttempts {
 		ep := p.balancer.pick(eps, avoid)
+		c.label(labels, ep)
 		// ReverseProxy already gave us a request of our own to change.
 		r := req
 		r.URL.Host = ep.Addr.String()

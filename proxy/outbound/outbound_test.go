@@ -124,8 +124,8 @@ func TestHTTP1ThroughTwoProxies(t *testing.T) {
 	expected := `
 # HELP request_total HTTP requests received.
 # TYPE request_total counter
-request_total{authority="server.shop.svc.cluster.local",direction="inbound"} 3
-request_total{authority="server.shop.svc.cluster.local",direction="outbound"} 3
+request_total{authority="server.shop.svc.cluster.local",client_id="` + clientID + `",direction="inbound",dst_backend="",dst_service="",route="",server_id="",tls="true"} 3
+request_total{authority="server.shop.svc.cluster.local",client_id="",direction="outbound",dst_backend="",dst_service="",route="",server_id="` + serverID + `",tls="true"} 3
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(expected), "request_total"); err != nil {
 		t.Error(err)

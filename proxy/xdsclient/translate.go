@@ -52,6 +52,7 @@ type virtualHost struct {
 
 // match is a route that sends the requests it matches to one cluster.
 type match struct {
+	name       string
 	pathPrefix string
 	headers    []destinations.HeaderMatch
 	cluster    string
@@ -248,7 +249,7 @@ func virtualHosts(rc *routev3.RouteConfiguration) ([]virtualHost, error) {
 			if c == "" {
 				return nil, fmt.Errorf("virtual host %q route %d: a matching route must name one cluster", vh.GetName(), i)
 			}
-			m.cluster = c
+			m.cluster, m.name = c, r.GetName()
 			v.matches = append(v.matches, m)
 		}
 		out = append(out, v)
@@ -460,7 +461,7 @@ func snapshot(held map[string]map[string]resource) (*destinations.Snapshot, erro
 				svc.Endpoints, svc.Draining = a.endpoints, a.draining
 			}
 			for _, m := range vh.matches {
-				svc.Matches = append(svc.Matches, destinations.Match{PathPrefix: m.pathPrefix, Headers: m.headers,
+				svc.Matches = append(svc.Matches, destinations.Match{Name: m.name, PathPrefix: m.pathPrefix, Headers: m.headers,
 					Backend: destinations.Backend{Name: m.cluster, Endpoints: assigned(m.cluster).endpoints}})
 			}
 			for _, b := range vh.weighted {

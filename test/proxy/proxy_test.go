@@ -89,10 +89,10 @@ func TestMeshedPodsTalkOverMTLS(t *testing.T) {
 	t.Run("the server's proxy saw the client's identity over mTLS", func(t *testing.T) {
 		metrics := localmesh.Get(server.Admin + "/metrics")
 		for _, want := range []string{
-			`request_total{authority="` + b + `:8080",direction="inbound"} 3`,
+			`request_total{authority="` + b + `:8080",client_id="` + client.ID.String() + `",direction="inbound",dst_backend="",dst_service="",route="",server_id="",tls="true"} 3`,
 			// The three HTTP requests (HTTP/1, HTTP/2, gRPC) share one multiplexed HTTP/2
 			// connection between the proxies; the TCP stream has its own.
-			`tcp_open_total{direction="inbound",tls="true"} 2`,
+			`tcp_open_total{direction="inbound",dst_service="",tls="true"} 2`,
 		} {
 			if !strings.Contains(metrics, want) {
 				t.Errorf("the server proxy's metrics lack %s:\n%s", want, grepLines(metrics, "tcp_open_total", "request_total"))
