@@ -138,12 +138,14 @@ func (t Target) Quantile(q float64, window Range) string {
 }
 
 // TCPConnections is the number of TCP connections open now, opened less closed; "" when the
-// target's labels are not on the TCP metrics (routes and TrafficSplit backends).
+// target's labels are not on the TCP metrics (routes and TrafficSplit backends). A proxy has no
+// closed series before its first connection closes, so none counts as 0 closed.
 func (t Target) TCPConnections() string {
 	if !t.TCP {
 		return ""
 	}
-	return fmt.Sprintf("sum%s(%s) - sum%s(%s)", t.by(), t.selector(tcpOpenTotal), t.by(), t.selector(tcpCloseTotal))
+	open := fmt.Sprintf("sum%s(%s)", t.by(), t.selector(tcpOpenTotal))
+	return fmt.Sprintf("%s - (sum%s(%s) or %s * 0)", open, t.by(), t.selector(tcpCloseTotal), open)
 }
 
 // MTLSCoverage is the share of the window's requests that came over mTLS, from 0 to 1.

@@ -23,7 +23,8 @@ func TestQueries(t *testing.T) {
 		{"a service in every namespace, regexp characters quoted", Service("", "a.b").RPS(w),
 			`sum by (dst_service) (rate(response_total{direction="outbound",dst_service=~"a\\.b\\..+"}[60s]))`},
 		{"service TCP connections", Service("shop", "web").TCPConnections(),
-			`sum by (dst_service) (tcp_open_total{direction="outbound",dst_service="web.shop"}) - sum by (dst_service) (tcp_close_total{direction="outbound",dst_service="web.shop"})`},
+			`sum by (dst_service) (tcp_open_total{direction="outbound",dst_service="web.shop"}) - (sum by (dst_service) (tcp_close_total{direction="outbound",dst_service="web.shop"}) or ` +
+				`sum by (dst_service) (tcp_open_total{direction="outbound",dst_service="web.shop"}) * 0)`},
 		{"routes p50", Route("shop", "web").Quantile(0.5, w),
 			`histogram_quantile(0.5, sum by (le, dst_service, route) (increase(response_latency_ms_bucket{direction="outbound",dst_service="web.shop"}[60s])))`},
 		{"routes have no TCP figure", Route("shop", "web").TCPConnections(), ``},
@@ -34,7 +35,8 @@ func TestQueries(t *testing.T) {
 		{"workload RPS", Workload("shop", []string{"web-1"}).RPS(Over(1500 * time.Millisecond)),
 			`sum(rate(response_total{direction="inbound",namespace="shop",pod=~"web-1"}[1500ms]))`},
 		{"workload TCP connections", Workload("shop", []string{"web-1"}).TCPConnections(),
-			`sum(tcp_open_total{direction="inbound",namespace="shop",pod=~"web-1"}) - sum(tcp_close_total{direction="inbound",namespace="shop",pod=~"web-1"})`},
+			`sum(tcp_open_total{direction="inbound",namespace="shop",pod=~"web-1"}) - (sum(tcp_close_total{direction="inbound",namespace="shop",pod=~"web-1"}) or ` +
+				`sum(tcp_open_total{direction="inbound",namespace="shop",pod=~"web-1"}) * 0)`},
 		{"namespace mTLS coverage", Namespace("shop").MTLSCoverage(w),
 			`(sum by (namespace) (increase(request_total{direction="inbound",namespace="shop",tls="true"}[60s])) or ` +
 				`sum by (namespace) (increase(request_total{direction="inbound",namespace="shop"}[60s])) * 0) / ` +

@@ -50,6 +50,8 @@ type Source struct {
 	Client *Client
 	// Window of the figures; DefaultWindow when zero.
 	Window time.Duration
+	// At is the end of the window; now when zero.
+	At time.Time
 	// Cluster names workloads' pods and TrafficSplits. Without it every pod is its own workload
 	// ("pod/<name>") and TrafficSplits cannot be shown.
 	Cluster Cluster
@@ -66,7 +68,11 @@ func (s *Source) Rows(ctx context.Context, kind stat.Kind, namespace string) ([]
 	if err := CheckWindow(window); err != nil {
 		return nil, err
 	}
-	q := querier{client: s.Client, window: Over(window), at: time.Now()}
+	at := s.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	q := querier{client: s.Client, window: Over(window), at: at}
 	switch kind {
 	case stat.Services:
 		return q.rows(ctx, Service(namespace, ""), func(l map[string]string) stat.Row {
