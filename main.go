@@ -17,6 +17,7 @@ import (
 	"github.com/skeinmesh/skein/controllers"
 	"github.com/skeinmesh/skein/internal/identity"
 	"github.com/skeinmesh/skein/internal/scheme"
+	"github.com/skeinmesh/skein/internal/telemetry"
 	"github.com/skeinmesh/skein/internal/xds"
 )
 
@@ -84,6 +85,9 @@ func run(o options) error {
 		Listener: xdsLis, Certificate: id.GetCertificate, Roots: id.Roots, Namespace: o.namespace, Metrics: metrics.Registry,
 	}); err != nil {
 		return err
+	}
+	if _, err := telemetry.AddToManager(mgr); err != nil {
+		return fmt.Errorf("setting up telemetry: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err

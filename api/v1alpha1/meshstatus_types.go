@@ -49,6 +49,95 @@ type GoldenMetrics struct {
 	// latencyP99 is the 99th percentile response latency.
 	// +optional
 	LatencyP99 string `json:"latencyP99,omitempty"`
+
+	// tcpConnections is how many TCP connections the proxies hold open.
+	// +optional
+	TCPConnections *int64 `json:"tcpConnections,omitempty"`
+}
+
+// RouteStatus holds one route's figures: "default" for the requests no TrafficSplit match took,
+// "match-<i>" for those the split's i-th match took.
+type RouteStatus struct {
+	// name of the route.
+	Name string `json:"name"`
+
+	// The golden metrics of the route.
+	GoldenMetrics `json:",inline"`
+}
+
+// WorkloadStatus holds the figures of the requests a workload's pods served.
+type WorkloadStatus struct {
+	// name of the workload as kind/name: its pods' controller ("deployment/web"), or
+	// "pod/<name>" for a pod without one.
+	Name string `json:"name"`
+
+	// namespace of the workload.
+	Namespace string `json:"namespace"`
+
+	// meshed is how many of the workload's pods run a proxy, as "meshed/total".
+	// +optional
+	Meshed string `json:"meshed,omitempty"`
+
+	// mtlsCoverage is the share of the requests served that came over mTLS, in percent.
+	// +optional
+	MTLSCoverage string `json:"mtlsCoverage,omitempty"`
+
+	// The golden metrics of the workload.
+	GoldenMetrics `json:",inline"`
+}
+
+// TrafficSplitSummary holds a TrafficSplit's weights in force and what each backend was observed to take.
+type TrafficSplitSummary struct {
+	// name of the TrafficSplit.
+	Name string `json:"name"`
+
+	// namespace of the TrafficSplit.
+	Namespace string `json:"namespace"`
+
+	// apex is the Service whose traffic is split.
+	Apex string `json:"apex"`
+
+	// backends are the split's backends.
+	// +optional
+	// +listType=atomic
+	Backends []TrafficSplitBackendSummary `json:"backends,omitempty"`
+}
+
+// TrafficSplitBackendSummary is one backend of a TrafficSplit.
+type TrafficSplitBackendSummary struct {
+	// service is the backend Service.
+	Service string `json:"service"`
+
+	// weight is the weight in force, from the TrafficSplit's status.
+	Weight int32 `json:"weight"`
+
+	// observedShare is the share of the apex's requests this backend took over the window, in percent.
+	// +optional
+	ObservedShare string `json:"observedShare,omitempty"`
+
+	// The golden metrics of the requests this backend took.
+	GoldenMetrics `json:",inline"`
+}
+
+// NamespaceSummary holds one meshed namespace's figures, in the cluster-wide MeshStatus.
+type NamespaceSummary struct {
+	// name of the namespace.
+	Name string `json:"name"`
+
+	// meshed is how many of the namespace's pods run a proxy, as "meshed/total".
+	// +optional
+	Meshed string `json:"meshed,omitempty"`
+
+	// connectedProxies is how many of the namespace's proxies answered the last scrape.
+	// +optional
+	ConnectedProxies int32 `json:"connectedProxies,omitempty"`
+
+	// mtlsCoverage is the share of the requests served that came over mTLS, in percent.
+	// +optional
+	MTLSCoverage string `json:"mtlsCoverage,omitempty"`
+
+	// The golden metrics of the requests the namespace's pods served.
+	GoldenMetrics `json:",inline"`
 }
 
 // ServiceStatus holds one service's figures.
@@ -63,8 +152,13 @@ type ServiceStatus struct {
 	// +optional
 	Meshed string `json:"meshed,omitempty"`
 
-	// The golden metrics of the service.
+	// The golden metrics of the service, as its meshed clients saw it.
 	GoldenMetrics `json:",inline"`
+
+	// routes holds the figures of each route of the service that had traffic.
+	// +optional
+	// +listType=atomic
+	Routes []RouteStatus `json:"routes,omitempty"`
 }
 
 // LinkSummary is one Link's state.
@@ -130,10 +224,25 @@ type MeshStatusStatus struct {
 	// +optional
 	CertificateExpiry *metav1.Time `json:"certificateExpiry,omitempty"`
 
-	// services holds per-service figures.
+	// services holds per-service figures (in a namespace's MeshStatus).
 	// +optional
 	// +listType=atomic
 	Services []ServiceStatus `json:"services,omitempty"`
+
+	// workloads holds per-workload figures (in a namespace's MeshStatus).
+	// +optional
+	// +listType=atomic
+	Workloads []WorkloadStatus `json:"workloads,omitempty"`
+
+	// trafficSplits holds each TrafficSplit's weights and observed shares (in a namespace's MeshStatus).
+	// +optional
+	// +listType=atomic
+	TrafficSplits []TrafficSplitSummary `json:"trafficSplits,omitempty"`
+
+	// namespaces holds per-namespace figures (in the cluster-wide MeshStatus).
+	// +optional
+	// +listType=atomic
+	Namespaces []NamespaceSummary `json:"namespaces,omitempty"`
 
 	// links holds the state of this cluster's Links.
 	// +optional

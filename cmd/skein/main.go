@@ -22,6 +22,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newDemoCommand())
+	root.AddCommand(newStatCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "skein:", err)
 		os.Exit(1)

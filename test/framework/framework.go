@@ -36,6 +36,7 @@ import (
 	"github.com/skeinmesh/skein/internal/localcluster"
 	"github.com/skeinmesh/skein/internal/scheme"
 	"github.com/skeinmesh/skein/internal/spiffe"
+	"github.com/skeinmesh/skein/internal/telemetry"
 	"github.com/skeinmesh/skein/internal/xds"
 )
 
@@ -251,6 +252,9 @@ func StartControlPlaneWith(cfg *rest.Config, o ControlPlaneOptions) (*ControlPla
 	}
 	xdsSrv, err := xds.AddToManager(mgr, xds.Options{Listener: xdsLis, Certificate: srv.GetCertificate, Roots: srv.Roots, Namespace: SystemNamespace, Metrics: reg})
 	if err != nil {
+		return nil, errors.Join(err, lis.Close(), xdsLis.Close())
+	}
+	if _, err := telemetry.AddToManager(mgr); err != nil {
 		return nil, errors.Join(err, lis.Close(), xdsLis.Close())
 	}
 	ctx, cancel := context.WithCancel(context.Background())

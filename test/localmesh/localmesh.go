@@ -105,6 +105,12 @@ type Pod struct {
 // AddPod runs a pod as a ServiceAccount. Its proxy knows the destinations given or, with
 // XDSAddrs, those the control plane sends it.
 func (m *Mesh) AddPod(name, namespace, serviceAccount string, dests []destinations.Service) (*Pod, error) {
+	return m.AddPodServing(name, namespace, serviceAccount, dests)
+}
+
+// AddPodServing is AddPod with more flags for the workload's server (see test/workload: -latencies,
+// -fail-every).
+func (m *Mesh) AddPodServing(name, namespace, serviceAccount string, dests []destinations.Service, serveArgs ...string) (*Pod, error) {
 	np, err := m.Network.AddPod(name)
 	if err != nil {
 		return nil, err
@@ -132,7 +138,7 @@ func (m *Mesh) AddPod(name, namespace, serviceAccount string, dests []destinatio
 	}
 	p := &Pod{Pod: np, ID: id, Admin: fmt.Sprintf("http://%s:4191", np.IP), mesh: m,
 		newWorkload: func() *exec.Cmd {
-			cmd := np.Command(m.ctx, m.workload, "-mode", "serve", "-addr", ":8080", "-tcp-addr", ":9000")
+			cmd := np.Command(m.ctx, m.workload, append([]string{"-mode", "serve", "-addr", ":8080", "-tcp-addr", ":9000"}, serveArgs...)...)
 			cmd.Env = append(os.Environ(), "POD_NAME="+name)
 			return cmd
 		},
@@ -268,6 +274,14 @@ func (p *Pod) Restart() error {
 		return err
 	}
 	return p.WaitReady()
+}
+
+// StopProxy kills the pod's proxy, as when its pod vanishes, and waits for it to exit.
+func (p *Pod) StopProxy() error {
+	if err := p.proxy.Process.Kill(); err != nil {
+		return err
+	}
+	return wait(p.proxyEx, 10*time.Second, p.Name+"'s proxy to exit")
 }
 
 // Run runs the workload as a client in the pod, as uid (0 for root), and returns what it printed.

@@ -31,17 +31,23 @@ func main() {
 	header := flag.String("header", "", `load: one more request header, "Name: value"`)
 	duration := flag.Duration("duration", 10*time.Second, "load: how long to send requests")
 	workers := flag.Int("workers", 4, "load: concurrent clients, each with a keep-alive connection")
+	rate := flag.Float64("rate", 0, "load: send this many requests a second, each on time whatever the answers take, instead of -workers back to back")
+	latencies := flag.String("latencies", "", `serve: answer HTTP after a delay drawn in a fixed order from "duration:weight,...", as "5ms:50,20ms:45,200ms:5"`)
+	failEvery := flag.Int("fail-every", 0, "serve: answer every n-th HTTP request 500")
 	flag.Parse()
 	var err error
 	switch *mode {
 	case "serve":
-		err = serve(*addr, *tcpAddr)
+		var b *behaviour
+		if b, err = newBehaviour(*latencies, *failEvery); err == nil {
+			err = serve(*addr, *tcpAddr, b)
+		}
 	case "http1", "h2", "grpc":
 		err = callHTTP(*mode, *addr, *body)
 	case "tcp":
 		err = callTCP(*addr, *body)
 	case "load":
-		err = load(*addr, *host, *header, *duration, *workers)
+		err = load(*addr, *host, *header, *duration, *workers, *rate)
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
@@ -52,8 +58,11 @@ func main() {
 }
 
 // serve answers HTTP (1.1 and h2c) with "<proto> <path> <client identity> <body>" and echoes TCP lines.
-func serve(httpAddr, tcpAddr string) error {
+func serve(httpAddr, tcpAddr string, b *behaviour) error {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b.answer(w) {
+			return
+		}
 		b, _ := io.ReadAll(r.Body)
 		if r.Header.Get("Content-Type") == "application/grpc" {
 			w.Header().Set("Content-Type", "application/grpc")
@@ -124,7 +133,7 @@ func callHTTP(mode, addr, body string) error {
 
 // load sends GET requests for duration and prints "ok=<n> failed=<n>", which pods served them
 // ("served-by <pod>=<n> ..." from the servers' $POD_NAME) and the first failures.
-func load(addr, host, header string, duration time.Duration, workers int) error {
+func load(addr, host, header string, duration time.Duration, workers int, rate float64) error {
 	name, value, _ := strings.Cut(header, ":")
 	var mu sync.Mutex
 	ok, failed := 0, 0
@@ -132,6 +141,43 @@ func load(addr, host, header string, duration time.Duration, workers int) error 
 	servedBy := map[string]int{}
 	deadline := time.Now().Add(duration)
 	var wg sync.WaitGroup
+	if rate > 0 {
+		// Open loop: the n-th request leaves at n/rate seconds whatever the earlier ones take.
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1000}}
+		start := time.Now()
+		for n := 0; ; n++ {
+			at := start.Add(time.Duration(float64(n) / rate * float64(time.Second)))
+			if !at.Before(deadline) {
+				break
+			}
+			time.Sleep(time.Until(at))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest("GET", "http://"+addr+"/load", nil)
+				req.Host = host
+				resp, err := c.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failed++
+					if len(failures) < 5 {
+						failures = append(failures, err.Error())
+					}
+					return
+				}
+				ok++
+			}()
+		}
+		workers = 0
+	}
 	for range workers {
 		wg.Add(1)
 		go func() {
