@@ -12,13 +12,23 @@ import (
 	"github.com/skeinmesh/skein/internal/stat"
 )
 
-// Cluster tells a Source what Prometheus does not know: which pods make up each workload, and the
-// TrafficSplits with the weights in force.
+// Cluster tells a Source what Prometheus does not know: the Services and how many of their
+// endpoints are meshed, which pods make up each workload, and the TrafficSplits with the weights in
+// force.
 type Cluster interface {
+	// Services in a namespace ("" for every namespace).
+	Services(ctx context.Context, namespace string) ([]ServiceEndpoints, error)
 	// Workloads in a namespace ("" for every namespace).
 	Workloads(ctx context.Context, namespace string) ([]WorkloadPods, error)
 	// TrafficSplits in a namespace ("" for every namespace).
 	TrafficSplits(ctx context.Context, namespace string) ([]TrafficSplit, error)
+}
+
+// ServiceEndpoints is a Service and how many of its endpoints are meshed.
+type ServiceEndpoints struct {
+	Namespace, Name string
+	// Meshed is "meshed/total" endpoints, shown as it is; "" for a Service without endpoints.
+	Meshed string
 }
 
 // WorkloadPods is a workload and its pods, which `skein stat workloads` shows as one row.
@@ -75,18 +85,94 @@ func (s *Source) Rows(ctx context.Context, kind stat.Kind, namespace string) ([]
 	q := querier{client: s.Client, window: Over(window), at: at}
 	switch kind {
 	case stat.Services:
-		return q.rows(ctx, Service(namespace, ""), func(l map[string]string) stat.Row {
+		rows, err := q.rows(ctx, Service(namespace, ""), func(l map[string]string) stat.Row {
 			name, ns, _ := strings.Cut(l[labelDstService], ".")
 			return stat.Row{Namespace: ns, Name: name}
 		})
+		if err != nil || s.Cluster == nil {
+			return rows, err
+		}
+		services, err := s.Cluster.Services(ctx, namespace)
+		if err != nil {
+			return nil, err
+		}
+		known := make([]stat.Row, len(services))
+		for i, svc := range services {
+			known[i] = stat.Row{Namespace: svc.Namespace, Name: svc.Name, Meshed: svc.Meshed}
+		}
+		return merge(known, rows), nil
 	case stat.Namespaces:
-		return q.rows(ctx, Namespace(namespace), func(l map[string]string) stat.Row { return stat.Row{Name: l[labelNamespace]} })
+		rows, err := q.rows(ctx, Namespace(namespace), func(l map[string]string) stat.Row { return stat.Row{Name: l[labelNamespace]} })
+		if err != nil || s.Cluster == nil {
+			return rows, err
+		}
+		known, err := s.meshedNamespaces(ctx, namespace)
+		if err != nil {
+			return nil, err
+		}
+		return merge(known, rows), nil
 	case stat.Workloads:
 		return s.workloads(ctx, q, namespace)
 	case stat.TrafficSplits:
 		return s.trafficSplits(ctx, q, namespace)
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
+}
+
+// meshedNamespaces are the namespaces with a meshed pod, with how many of their pods are, as the
+// control plane lists them.
+func (s *Source) meshedNamespaces(ctx context.Context, namespace string) ([]stat.Row, error) {
+	workloads, err := s.Cluster.Workloads(ctx, namespace)
+	if err != nil {
+		return nil, err
+	}
+	type count struct{ meshed, total int }
+	counts := map[string]*count{}
+	for _, w := range workloads {
+		var m, t int
+		if _, err := fmt.Sscanf(w.Meshed, "%d/%d", &m, &t); err != nil {
+			continue
+		}
+		c := counts[w.Namespace]
+		if c == nil {
+			c = &count{}
+			counts[w.Namespace] = c
+		}
+		c.meshed, c.total = c.meshed+m, c.total+t
+	}
+	var rows []stat.Row
+	for ns, c := range counts {
+		if c.meshed > 0 {
+			rows = append(rows, stat.Row{Name: ns, Meshed: fmt.Sprintf("%d/%d", c.meshed, c.total)})
+		}
+	}
+	return rows, nil
+}
+
+// merge puts the figures of rows into the known rows of the same namespace and name, keeps the
+// rows that are not known (traffic to what the cluster no longer has), and sorts them.
+func merge(known, rows []stat.Row) []stat.Row {
+	figures := map[[2]string]stat.Row{}
+	for _, r := range rows {
+		figures[[2]string{r.Namespace, r.Name}] = r
+	}
+	out := make([]stat.Row, 0, len(known)+len(rows))
+	for _, k := range known {
+		key := [2]string{k.Namespace, k.Name}
+		if r, ok := figures[key]; ok {
+			r.Meshed = k.Meshed
+			k = r
+			delete(figures, key)
+		}
+		out = append(out, k)
+	}
+	for _, r := range rows {
+		if _, ok := figures[[2]string{r.Namespace, r.Name}]; ok {
+			out = append(out, r)
+		}
+	}
+	sortRows(out)
+	return out
 }
 
 func (s *Source) workloads(ctx context.Context, q querier, namespace string) ([]stat.Row, error) {
@@ -162,8 +248,7 @@ type querier struct {
 	at     time.Time
 }
 
-// rows runs every figure's query for a target and puts the answers together by the target's labels,
-// in the order of row names. A figure with no answer (no traffic in the window) stays nil.
+// rows runs every figure's query for a target and puts the answers together by the target's labels. A figure with no answer (no traffic in the window) stays nil.
 func (q querier) rows(ctx context.Context, t Target, newRow func(labels map[string]string) stat.Row) ([]stat.Row, error) {
 	type figure struct {
 		query string
@@ -201,16 +286,25 @@ func (q querier) rows(ctx context.Context, t Target, newRow func(labels map[stri
 			}
 		}
 	}
-	keys := make([]string, 0, len(rows))
-	for k := range rows {
-		keys = append(keys, k)
+	out := make([]stat.Row, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, *r)
 	}
-	sort.Strings(keys)
-	out := make([]stat.Row, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, *rows[k])
-	}
+	sortRows(out)
 	return out, nil
+}
+
+// sortRows puts rows in the order the control plane's source gives them.
+func sortRows(rows []stat.Row) {
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].Namespace != rows[j].Namespace {
+			return rows[i].Namespace < rows[j].Namespace
+		}
+		if rows[i].Name != rows[j].Name {
+			return rows[i].Name < rows[j].Name
+		}
+		return rows[i].Backend < rows[j].Backend
+	})
 }
 
 func rowKey(by []string, labels map[string]string) string {

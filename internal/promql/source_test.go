@@ -40,6 +40,10 @@ func sample(labels, value string) string {
 
 type cluster struct{}
 
+func (cluster) Services(context.Context, string) ([]ServiceEndpoints, error) {
+	return []ServiceEndpoints{{Namespace: "shop", Name: "web", Meshed: "2/2"}, {Namespace: "shop", Name: "idle"}}, nil
+}
+
 func (cluster) Workloads(context.Context, string) ([]WorkloadPods, error) {
 	return []WorkloadPods{{Namespace: "shop", Name: "deployment/web", Pods: []string{"web-1"}, Meshed: "1/1"},
 		{Namespace: "shop", Name: "deployment/idle", Meshed: "0/0"}}, nil
@@ -63,10 +67,24 @@ func TestSourceServices(t *testing.T) {
 	})
 	rows, err := (&Source{Client: c}).Rows(context.Background(), stat.Services, "shop")
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(rows).To(Equal([]stat.Row{
-		{Namespace: "shop", Name: "api", RPS: ptr(0.0)},
-		{Namespace: "shop", Name: "web", SuccessRate: ptr(99.5), RPS: ptr(50.0), LatencyP50: ptr(4.5), LatencyP95: ptr(18.0), TCPConnections: ptr(int64(3))},
-	}))
+	webRow := stat.Row{Namespace: "shop", Name: "web", SuccessRate: ptr(99.5), RPS: ptr(50.0), LatencyP50: ptr(4.5), LatencyP95: ptr(18.0), TCPConnections: ptr(int64(3))}
+	g.Expect(rows).To(Equal([]stat.Row{{Namespace: "shop", Name: "api", RPS: ptr(0.0)}, webRow}))
+
+	// With the cluster, every Service has a row with its meshed endpoints, and traffic to a
+	// Service the cluster no longer has keeps its own.
+	rows, err = (&Source{Client: c, Cluster: cluster{}}).Rows(context.Background(), stat.Services, "shop")
+	g.Expect(err).NotTo(HaveOccurred())
+	webRow.Meshed = "2/2"
+	g.Expect(rows).To(Equal([]stat.Row{{Namespace: "shop", Name: "api", RPS: ptr(0.0)}, {Namespace: "shop", Name: "idle"}, webRow}))
+}
+
+func TestSourceNamespaces(t *testing.T) {
+	g := NewWithT(t)
+	c := fakePrometheus(t, map[string]string{"sum by (namespace) (rate": sample(`"namespace":"shop"`, "5") + "," + sample(`"namespace":"gone"`, "1")})
+	rows, err := (&Source{Client: c, Cluster: cluster{}}).Rows(context.Background(), stat.Namespaces, "")
+	g.Expect(err).NotTo(HaveOccurred())
+	// shop has 1 meshed pod of 1 (web) and none of idle's.
+	g.Expect(rows).To(Equal([]stat.Row{{Name: "gone", RPS: ptr(1.0)}, {Name: "shop", Meshed: "1/1", RPS: ptr(5.0)}}))
 }
 
 func TestSourceWorkloads(t *testing.T) {
