@@ -60,7 +60,8 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	if err := controllers.Setup(mgr, o.namespace); err != nil {
+	scraped := telemetry.NewStore()
+	if err := controllers.Setup(mgr, o.namespace, controllers.Options{WorkloadCertExpiry: scraped.SoonestCertExpiry}); err != nil {
 		return err
 	}
 	lis, err := net.Listen("tcp", o.identityAddr)
@@ -86,7 +87,7 @@ func run(o options) error {
 	}); err != nil {
 		return err
 	}
-	if _, err := telemetry.AddToManager(mgr); err != nil {
+	if err := telemetry.AddToManager(mgr, scraped); err != nil {
 		return fmt.Errorf("setting up telemetry: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

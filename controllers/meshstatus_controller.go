@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,10 +18,14 @@ import (
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 )
 
-// MeshStatusReconciler fills each MeshStatus with what it observes: the control plane's health and
-// how many pods are meshed. The telemetry figures come from the telemetry component.
+// MeshStatusReconciler fills each MeshStatus with what it observes: the control plane's health, how
+// many pods are meshed and the soonest certificate expiry. The telemetry figures come from the
+// telemetry component, whose every update brings this reconciler round again.
 type MeshStatusReconciler struct {
 	client.Client
+	// WorkloadCertExpiry, when set, tells the soonest expiry among the workload certificates that
+	// the proxies in a namespace ("" for all) present, as the telemetry component last scraped them.
+	WorkloadCertExpiry func(namespace string) (time.Time, bool)
 }
 
 // +kubebuilder:rbac:groups=mesh.skein.dev,resources=meshstatuses,verbs=get;list;watch
@@ -77,6 +82,11 @@ func (r *MeshStatusReconciler) reconcileHealth(ctx context.Context, ms *meshv1.M
 	ms.Status.CertificateExpiry = nil
 	if mc.Status.Issuer != nil {
 		ms.Status.CertificateExpiry = mc.Status.Issuer.NotAfter
+	}
+	if r.WorkloadCertExpiry != nil {
+		if t, ok := r.WorkloadCertExpiry(ms.Spec.Namespace); ok && (ms.Status.CertificateExpiry == nil || t.Before(ms.Status.CertificateExpiry.Time)) {
+			ms.Status.CertificateExpiry = &metav1.Time{Time: t}
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -9,14 +10,26 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
+// Options are what the reconcilers may take from the control plane's other components.
+type Options struct {
+	// WorkloadCertExpiry is the telemetry component's soonest workload certificate expiry in a
+	// namespace ("" for all), for the MeshStatuses.
+	WorkloadCertExpiry func(namespace string) (time.Time, bool)
+}
+
 // Setup registers every reconciler with the manager. Tests call it too, so that they run the
-// controllers exactly as the control plane does. namespace is the control plane's own.
-func Setup(mgr ctrl.Manager, namespace string) error {
+// controllers exactly as the control plane does. namespace is the control plane's own; at most one
+// Options may follow.
+func Setup(mgr ctrl.Manager, namespace string, opts ...Options) error {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	mc := &MeshConfigReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("skein-meshconfig"), Namespace: namespace}
 	if err := mc.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the MeshConfig controller: %w", err)
 	}
-	if err := (&MeshStatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&MeshStatusReconciler{Client: mgr.GetClient(), WorkloadCertExpiry: o.WorkloadCertExpiry}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the MeshStatus controller: %w", err)
 	}
 	ts := &TrafficSplitReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("skein-trafficsplit")}

@@ -169,3 +169,37 @@ func TestWorkloadOf(t *testing.T) {
 		}
 	}
 }
+
+func TestSoonestCertExpiry(t *testing.T) {
+	s := NewStore()
+	expiring := func(unix int64) map[string]*dto.MetricFamily {
+		return mustParse(t, fmt.Sprintf("# TYPE identity_cert_expiration_timestamp_seconds gauge\nidentity_cert_expiration_timestamp_seconds %d\n", unix))
+	}
+	s.Add(Proxy{Namespace: "shop", Pod: "a"}, t0, expiring(2000))
+	s.Add(Proxy{Namespace: "shop", Pod: "b"}, t0, expiring(1000))
+	s.Add(Proxy{Namespace: "front", Pod: "c"}, t0, expiring(500))
+	s.Add(Proxy{Namespace: "front", Pod: "d"}, t0, expiring(0)) // no certificate yet
+	tests := []struct {
+		namespace string
+		want      int64
+		ok        bool
+	}{{"shop", 1000, true}, {"front", 500, true}, {"", 500, true}, {"empty", 0, false}}
+	for _, tt := range tests {
+		got, ok := s.SoonestCertExpiry(tt.namespace)
+		if ok != tt.ok || ok && got.Unix() != tt.want {
+			t.Errorf("SoonestCertExpiry(%q) = %v, %v; want %v, %v", tt.namespace, got.Unix(), ok, tt.want, tt.ok)
+		}
+	}
+	s.Prune(t0.Add(time.Hour))
+	if f := s.Compute(t0.Add(time.Hour), time.Minute); f.Proxies[""] != 4 {
+		t.Errorf("proxies without traffic are not counted as connected: %v", f.Proxies)
+	}
+	s.Down("front", "c")
+	if got, _ := s.SoonestCertExpiry(""); got.Unix() != 1000 {
+		t.Errorf("a proxy that is down still counts: %v", got.Unix())
+	}
+	s.Prune(t0.Add(time.Hour))
+	if f := s.Compute(t0.Add(time.Hour), time.Minute); f.Proxies[""] != 3 {
+		t.Errorf("a proxy that is down is counted as connected: %v", f.Proxies)
+	}
+}

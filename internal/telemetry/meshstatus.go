@@ -181,7 +181,9 @@ func (w *StatusWriter) services(ctx context.Context, ns string, f *Figures) ([]m
 			st.GoldenMetrics = golden(g)
 		}
 		for _, name := range sortedKeys(f.Routes[key]) {
-			st.Routes = append(st.Routes, meshv1.RouteStatus{Name: name, GoldenMetrics: golden(f.Routes[key][name])})
+			r := meshv1.RouteStatus{Name: name, GoldenMetrics: golden(f.Routes[key][name])}
+			r.TCPConnections = nil // connections are counted per Service, before any request is routed
+			st.Routes = append(st.Routes, r)
 		}
 		out = append(out, st)
 	}
@@ -229,6 +231,7 @@ func (w *StatusWriter) trafficSplits(ctx context.Context, ns string, f *Figures)
 			bs := meshv1.TrafficSplitBackendSummary{Service: b.Service, Weight: weights[b.Service]}
 			if g := f.Backends[apex][ServiceKey{Namespace: ns, Name: b.Service}]; g != nil {
 				bs.GoldenMetrics = golden(g)
+				bs.TCPConnections = nil // connections are counted per Service addressed, not per backend
 				if total > 0 {
 					bs.ObservedShare = percent(ptrTo(g.RPS / total))
 				}

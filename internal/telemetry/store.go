@@ -13,11 +13,12 @@ import (
 
 // Metric names and labels of the proxy that the figures are computed from (see proxy/metrics).
 const (
-	metricRequests  = "request_total"
-	metricResponses = "response_total"
-	metricLatency   = "response_latency_ms"
-	metricTCPOpen   = "tcp_open_total"
-	metricTCPClose  = "tcp_close_total"
+	metricRequests   = "request_total"
+	metricResponses  = "response_total"
+	metricLatency    = "response_latency_ms"
+	metricTCPOpen    = "tcp_open_total"
+	metricTCPClose   = "tcp_close_total"
+	metricCertExpiry = "identity_cert_expiration_timestamp_seconds"
 
 	// bucketSuffix names a histogram's buckets, as in the text format; the le label bounds each.
 	bucketSuffix = "_bucket"
@@ -46,6 +47,8 @@ type proxyState struct {
 	// up is false once a scrape failed or the pod went: its samples still count in the windows
 	// they fall in, as in Prometheus, but it has no open connections.
 	up bool
+	// certExpiry is when the proxy's workload certificate expires, as last scraped; zero if unknown.
+	certExpiry time.Time
 }
 
 // Store keeps each proxy's samples for as long as a window may need them.
@@ -67,6 +70,10 @@ func (s *Store) Add(p Proxy, at time.Time, families map[string]*dto.MetricFamily
 		s.proxies[p.key()] = st
 	}
 	st.meta, st.up = p, true
+	st.certExpiry = time.Time{}
+	if ms := families[metricCertExpiry].GetMetric(); len(ms) == 1 && ms[0].GetGauge().GetValue() > 0 {
+		st.certExpiry = time.Unix(int64(ms[0].GetGauge().GetValue()), 0)
+	}
 	add := func(name string, labels []*dto.LabelPair, extra map[string]string, v float64) {
 		ls := make(map[string]string, len(labels)+len(extra))
 		for _, l := range labels {
@@ -110,7 +117,8 @@ func (s *Store) Down(namespace, pod string) {
 	}
 }
 
-// Prune forgets samples older than before, and proxies left with none.
+// Prune forgets samples older than before, and proxies that are down and left with none. A proxy
+// that is up stays, even without traffic: it is connected.
 func (s *Store) Prune(before time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -122,7 +130,7 @@ func (s *Store) Prune(before time.Time) {
 				delete(st.series, id)
 			}
 		}
-		if len(st.series) == 0 {
+		if len(st.series) == 0 && !st.up {
 			delete(s.proxies, key)
 		}
 	}
@@ -158,4 +166,20 @@ func (s *Store) keys() []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// SoonestCertExpiry is the soonest expiry among the workload certificates of the proxies that are
+// up in namespace ("" for all); ok is false when none is known.
+func (s *Store) SoonestCertExpiry(namespace string) (soonest time.Time, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.proxies {
+		if !st.up || st.certExpiry.IsZero() || namespace != "" && st.meta.Namespace != namespace {
+			continue
+		}
+		if !ok || st.certExpiry.Before(soonest) {
+			soonest, ok = st.certExpiry, true
+		}
+	}
+	return soonest, ok
 }

@@ -231,7 +231,8 @@ func StartControlPlaneWith(cfg *rest.Config, o ControlPlaneOptions) (*ControlPla
 	if err != nil {
 		return nil, err
 	}
-	if err := controllers.Setup(mgr, SystemNamespace); err != nil {
+	scraped := telemetry.NewStore()
+	if err := controllers.Setup(mgr, SystemNamespace, controllers.Options{WorkloadCertExpiry: scraped.SoonestCertExpiry}); err != nil {
 		return nil, err
 	}
 	lis, err := net.Listen("tcp", o.IdentityAddr)
@@ -254,7 +255,7 @@ func StartControlPlaneWith(cfg *rest.Config, o ControlPlaneOptions) (*ControlPla
 	if err != nil {
 		return nil, errors.Join(err, lis.Close(), xdsLis.Close())
 	}
-	if _, err := telemetry.AddToManager(mgr); err != nil {
+	if err := telemetry.AddToManager(mgr, scraped); err != nil {
 		return nil, errors.Join(err, lis.Close(), xdsLis.Close())
 	}
 	ctx, cancel := context.WithCancel(context.Background())

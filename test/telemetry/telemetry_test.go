@@ -15,6 +15,7 @@ import (
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/stat"
+	"github.com/skeinmesh/skein/test/localmesh"
 )
 
 // The truth the server is told to serve, and the load the client sends.
@@ -22,9 +23,12 @@ const (
 	// Every 20th request fails: 95% succeed.
 	failEvery   = 20
 	wantSuccess = 95.0
-	// 60% wait 7ms, 37% 25ms, 3% 150ms: the median is 7ms, in the proxy's (5, 10] bucket; the
-	// 95th percentile 25ms, in (20, 30]; the 99th 150ms, in (100, 200].
-	latencies = "7ms:60,25ms:37,150ms:3"
+	// 90% wait 70ms, 8% 130ms, 2% 600ms: the median is 70ms, in the proxy's (50, 100] bucket;
+	// the 95th percentile 130ms, in (100, 200]; the 99th 600ms, in (500, 1000]. Each quantile's
+	// rank falls well inside its bucket's share, and each delay is tens of milliseconds below its
+	// bucket's bound, so that requests delayed by a busy machine (the proxies time what the
+	// application takes and their own work) do not move a quantile to the next bucket.
+	latencies = "70ms:90,130ms:8,600ms:2"
 	rate      = 50.0
 
 	window         = 15 * time.Second
@@ -32,7 +36,7 @@ const (
 )
 
 // bucket is the histogram bucket, in milliseconds, that holds each quantile's true value.
-var buckets = map[string][2]float64{"p50": {5, 10}, "p95": {20, 30}, "p99": {100, 200}}
+var buckets = map[string][2]float64{"p50": {50, 100}, "p95": {100, 200}, "p99": {500, 1000}}
 
 // expectTruth checks figures against the truth: success rate within 0.5 points, RPS within 5%,
 // each quantile within the bucket of its true value.
@@ -150,6 +154,20 @@ var _ = Describe("Golden metrics", Ordered, func() {
 			}
 		}).WithTimeout(40 * time.Second).WithPolling(time.Second).Should(Succeed())
 
+		By("the soonest certificate expiry is the server's workload certificate's, not the issuer's")
+		Eventually(func(g Gomega) {
+			var want float64
+			for _, l := range strings.Split(localmesh.Get(server.Admin+"/metrics"), "\n") {
+				if v, ok := strings.CutPrefix(l, "identity_cert_expiration_timestamp_seconds "); ok {
+					want, _ = strconv.ParseFloat(v, 64)
+				}
+			}
+			g.Expect(want).NotTo(BeZero())
+			ms := meshStatus(g, "shop")
+			g.Expect(ms.Status.CertificateExpiry).NotTo(BeNil())
+			g.Expect(ms.Status.CertificateExpiry.Unix()).To(BeEquivalentTo(int64(want)))
+		}).WithTimeout(20 * time.Second).WithPolling(time.Second).Should(Succeed())
+
 		By("the cluster-wide MeshStatus")
 		Eventually(func(g Gomega) {
 			ms := meshStatus(g, meshv1.MeshStatusName)
@@ -208,5 +226,84 @@ var _ = Describe("Golden metrics", Ordered, func() {
 		// The control plane computed them gone no later than a window and a scrape round after.
 		Expect(goneAt.Sub(stopped)).To(BeNumerically("<=", window+scrapeInterval+time.Second))
 		Eventually(loadDone).WithTimeout(time.Minute).Should(Receive())
+	})
+
+	It("show a TrafficSplit's weights in force beside the shares its backends took", func() {
+		stable, err := mesh.AddPod("web-2", "shop", "web", nil)
+		Expect(err).NotTo(HaveOccurred())
+		canary, err := mesh.AddPod("web-canary-1", "shop", "web", nil)
+		Expect(err).NotTo(HaveOccurred())
+		webIP, err := mesh.Serve("web-split", "shop", stable, canary)
+		Expect(err).NotTo(HaveOccurred())
+		for name, pod := range map[string]*localmesh.Pod{"web-stable": stable, "web-canary": canary} {
+			_, err := mesh.Serve(name, "shop", pod)
+			Expect(err).NotTo(HaveOccurred())
+		}
+		split := &meshv1.TrafficSplit{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-split"},
+			Spec: meshv1.TrafficSplitSpec{Service: "web-split", Backends: []meshv1.TrafficSplitBackend{
+				{Service: "web-stable", Weight: 75}, {Service: "web-canary", Weight: 25},
+			}},
+		}
+		Expect(fm.Client.Create(ctx, split)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(fm.Client.Get(ctx, client.ObjectKeyFromObject(split), split)).To(Succeed())
+			g.Expect(split.Status.Backends).To(HaveLen(2))
+		}).WithTimeout(20 * time.Second).Should(Succeed())
+
+		caller, err := mesh.AddPod("client-2", "front", "client", nil)
+		Expect(err).NotTo(HaveOccurred())
+		const authority = "web-split.shop.svc.cluster.local:80"
+		// Once the canary answers, the client's proxy has the split.
+		Eventually(func() string {
+			out, _ := caller.Run(0, "-mode", "load", "-addr", webIP+":80", "-host", authority, "-duration", "1s", "-workers", "1")
+			return out
+		}).WithTimeout(30 * time.Second).Should(ContainSubstring("web-canary-1="))
+		go func() {
+			defer GinkgoRecover()
+			_, _ = caller.Run(0, "-mode", "load", "-addr", webIP+":80", "-host", authority, "-rate", "40", "-duration", "45s")
+		}()
+
+		// Each request picks a backend at random: over a window of about 600 requests a share is
+		// within 6 points of its weight but for chance of less than one in a thousand.
+		near := func(g Gomega, share string, want float64) {
+			v, err := strconv.ParseFloat(strings.TrimSuffix(share, "%"), 64)
+			g.Expect(err).NotTo(HaveOccurred(), "observed share %q", share)
+			g.Expect(math.Abs(v-want)).To(BeNumerically("<=", 6), "observed share %v%%, weight %v", v, want)
+		}
+		Eventually(func(g Gomega) {
+			ms := meshStatus(g, "shop")
+			var found bool
+			for _, ts := range ms.Status.TrafficSplits {
+				if ts.Name != "web-split" {
+					continue
+				}
+				found = true
+				g.Expect(ts.Apex).To(Equal("web-split"))
+				g.Expect(ts.Backends).To(HaveLen(2))
+				for _, b := range ts.Backends {
+					want := map[string]float64{"web-stable": 75, "web-canary": 25}[b.Service]
+					g.Expect(b.Weight).To(BeEquivalentTo(want))
+					near(g, b.ObservedShare, want)
+					g.Expect(b.SuccessRate).To(Equal("100.00%"))
+				}
+			}
+			g.Expect(found).To(BeTrue(), "no figures for the split in %+v", ms.Status.TrafficSplits)
+
+			rows := runStat(g, "trafficsplits", "-n", "shop")
+			g.Expect(rows).To(HaveLen(2))
+			for _, r := range rows {
+				g.Expect(r.Name).To(Equal("web-split"))
+				g.Expect(r.Apex).To(Equal("web-split"))
+				g.Expect(r.Weight).NotTo(BeNil())
+				g.Expect(r.Observed).NotTo(BeNil())
+				g.Expect(math.Abs(*r.Observed - float64(*r.Weight))).To(BeNumerically("<=", 6))
+			}
+		}).WithTimeout(40 * time.Second).WithPolling(time.Second).Should(Succeed())
+		table, err := exec.Command(skein, "stat", "ts", "-n", "shop", "--kubeconfig", fm.Kubeconfig).CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(table))
+		GinkgoWriter.Printf("skein stat ts -n shop:\n%s", table)
+		Expect(strings.Fields(strings.SplitN(string(table), "\n", 2)[0])).To(HaveExactElements(
+			"NAMESPACE", "NAME", "MESHED", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99", "TCP_CONN", "APEX", "BACKEND", "WEIGHT", "OBSERVED"))
 	})
 })
