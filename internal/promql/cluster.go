@@ -7,7 +7,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,41 +30,17 @@ func (k KubeCluster) Services(ctx context.Context, namespace string) ([]ServiceE
 	if err := k.Client.List(ctx, svcs, client.InNamespace(namespace)); err != nil {
 		return nil, fmt.Errorf("listing services: %w", err)
 	}
-	slices := &discoveryv1.EndpointSliceList{}
-	if err := k.Client.List(ctx, slices, client.InNamespace(namespace)); err != nil {
-		return nil, fmt.Errorf("listing endpoint slices: %w", err)
-	}
-	pods, err := k.pods(ctx, namespace)
-	if err != nil {
-		return nil, err
-	}
-	meshedPod := map[types.NamespacedName]bool{}
-	for _, pod := range pods {
-		meshedPod[types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}] = meshv1.IsMeshed(pod)
-	}
-	type count struct{ meshed, total int }
-	endpoints := map[types.NamespacedName]*count{}
-	for _, sl := range slices.Items {
-		svc := types.NamespacedName{Namespace: sl.Namespace, Name: sl.Labels[discoveryv1.LabelServiceName]}
-		c := endpoints[svc]
-		if c == nil {
-			c = &count{}
-			endpoints[svc] = c
-		}
-		for _, ep := range sl.Endpoints {
-			c.total++
-			if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" && meshedPod[types.NamespacedName{Namespace: sl.Namespace, Name: ref.Name}] {
-				c.meshed++
-			}
-		}
-	}
+	meshed := map[string]map[string]string{} // by namespace, then Service
 	out := make([]ServiceEndpoints, 0, len(svcs.Items))
 	for _, svc := range svcs.Items {
-		se := ServiceEndpoints{Namespace: svc.Namespace, Name: svc.Name}
-		if c := endpoints[types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}]; c != nil {
-			se.Meshed = fmt.Sprintf("%d/%d", c.meshed, c.total)
+		if _, ok := meshed[svc.Namespace]; !ok {
+			m, err := telemetry.MeshedEndpoints(ctx, k.Client, svc.Namespace)
+			if err != nil {
+				return nil, err
+			}
+			meshed[svc.Namespace] = m
 		}
-		out = append(out, se)
+		out = append(out, ServiceEndpoints{Namespace: svc.Namespace, Name: svc.Name, Meshed: meshed[svc.Namespace][svc.Name]})
 	}
 	return out, nil
 }

@@ -91,10 +91,15 @@ func TestPromQLAgreesWithTheTrafficAndTheControlPlane(t *testing.T) {
 
 	// The client's proxy knows the service once a request reaches the server through it; these
 	// requests come long before the window.
-	waitFor(t, 30*time.Second, "a request through the proxies", func() bool {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		out, _ := clientPod.Run(0, "-mode", "http1", "-addr", clusterIP+":80")
-		return strings.HasPrefix(out, "200") || strings.HasPrefix(out, "500")
-	})
+		if strings.HasPrefix(out, "200") || strings.HasPrefix(out, "500") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no request went through the proxies in 30s: %s", out)
+		}
+	}
 
 	t.Logf("sending %.0f requests a second for %s", rate, loadDuration)
 	start := time.Now()
@@ -158,6 +163,9 @@ func TestPromQLAgreesWithTheTrafficAndTheControlPlane(t *testing.T) {
 	if out, err := exec.Command(skein, "stat", "services", "-n", "shop", "--kubeconfig", fm.Kubeconfig,
 		"--prometheus-url", "http://127.0.0.1:1").CombinedOutput(); err == nil || !strings.Contains(string(out), "prometheus at http://127.0.0.1:1 is unreachable") {
 		t.Errorf("skein stat with no Prometheus at its URL: %v: %s", err, out)
+	}
+	if r := find(fromProm["services"], "api"); r != nil && r.Meshed != "1/1" {
+		t.Errorf("service api from Prometheus: MESHED %q, want its one endpoint, meshed: 1/1", r.Meshed)
 	}
 	if r := find(fromProm["services"], "api"); r != nil && (r.TCPConnections == nil || *r.TCPConnections < 1) {
 		t.Errorf("service api from Prometheus: TCP_CONN %v, want the load's connections", deref(r.TCPConnections))
@@ -253,36 +261,9 @@ func newMesh(t *testing.T) (*localmesh.Mesh, *framework.Mesh) {
 	// The control plane runs in this process; what it says shows in its figures, which the test
 	// reads, and the logger it looks for must be set, or controller-runtime complains.
 	logf.SetLogger(logr.Discard())
-	if err := netns.Supported(); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	network, err := netns.NewNetwork(t, "prom")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fm, err := framework.StartMesh(ctx, network.Gateway.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fm.Stop() })
-	m, err := localmesh.New(ctx, t, localmesh.Options{
-		Client: fm.Client, Network: network, IdentityAddr: fm.ControlPlane.IdentityAddr, IdentityServerName: framework.IdentityServerName,
-		TrustAnchors: string(fm.Anchors), XDSAddrs: []string{fm.ControlPlane.XDSAddr}, XDSServerName: framework.XDSServerName,
-	})
+	m, fm, err := framework.StartLocalMesh(context.Background(), t, "prom", true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m, fm
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }

@@ -14,33 +14,12 @@ import (
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/test/framework"
 	"github.com/skeinmesh/skein/test/localmesh"
-	"github.com/skeinmesh/skein/test/netns"
 )
 
 // newMesh starts a control plane whose services the pods of a new network reach. With xds, their
 // proxies take their destinations from its xDS service rather than from files.
 func newMesh(t *testing.T, xds bool) (*localmesh.Mesh, *framework.Mesh) {
-	if err := netns.Supported(); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	network, err := netns.NewNetwork(t, "mesh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fm, err := framework.StartMesh(ctx, network.Gateway.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fm.Stop() })
-	o := localmesh.Options{
-		Client: fm.Client, Network: network, IdentityAddr: fm.ControlPlane.IdentityAddr, IdentityServerName: framework.IdentityServerName,
-		TrustAnchors: string(fm.Anchors),
-	}
-	if xds {
-		o.XDSAddrs, o.XDSServerName = []string{fm.ControlPlane.XDSAddr}, framework.XDSServerName
-	}
-	m, err := localmesh.New(ctx, t, o)
+	m, fm, err := framework.StartLocalMesh(context.Background(), t, "mesh", xds)
 	if err != nil {
 		t.Fatal(err)
 	}
