@@ -1,8 +1,9 @@
 // Package promcheck checks Skein's figures in the real Prometheus: real proxies in network
-// namespaces carry traffic whose rate, 5xx share and latencies are known exactly, Debian's
-// Prometheus scrapes the same proxies as the control plane does, and `skein stat
-// --prometheus-url` (internal/promql's queries) must give the truth back within the tolerances of
-// issue #8, and agree with `skein stat` from the control plane's MeshStatuses within them too.
+// namespaces carry traffic whose rate, 5xx share and latencies are known exactly, through a
+// TrafficSplit to two servers; Debian's Prometheus scrapes the same proxies as the control plane
+// does, and `skein stat --prometheus-url` (internal/promql's queries) must give the truth back
+// within the tolerances of issue #8, and agree with `skein stat` from the control plane's
+// MeshStatuses within them too.
 package promcheck
 
 import (
@@ -30,7 +31,9 @@ import (
 )
 
 // The traffic: 50 requests a second, every 20th answered 500, and latencies of 150 ms, 700 ms and
-// 2.5 s for 70%, 27% and 3% of the requests (test/workload's -latencies and -fail-every).
+// 2.5 s for 70%, 27% and 3% of the requests (test/workload's -latencies and -fail-every), each of
+// the two servers true to those shares over the requests it takes. A TrafficSplit sends 80% of
+// them to api-v1's pod and 20% to api-v2's.
 const (
 	rate        = 50.0
 	failEvery   = 20
@@ -40,6 +43,7 @@ const (
 	// load ends, covers steady traffic only.
 	window       = time.Minute
 	loadDuration = window + 30*time.Second
+	weightV1     = 80
 )
 
 // The buckets of the proxy's latency histogram (proxy/metrics) that hold the true quantiles: p50 is
@@ -64,7 +68,12 @@ func TestPromQLAgreesWithTheTrafficAndTheControlPlane(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	server, err := m.AddPodServing("api-1", "shop", "api", nil, "-latencies", latencies, "-fail-every", strconv.Itoa(failEvery))
+	serve := []string{"-latencies", latencies, "-fail-every", strconv.Itoa(failEvery)}
+	v1, err := m.AddPodServing("api-1", "shop", "api", nil, serve...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := m.AddPodServing("api-2", "shop", "api", nil, serve...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,32 +81,48 @@ func TestPromQLAgreesWithTheTrafficAndTheControlPlane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clusterIP, err := m.Serve("api", "shop", server)
+	clusterIP, err := m.Serve("api", "shop", v1, v2)
 	if err != nil {
+		t.Fatal(err)
+	}
+	for name, pod := range map[string]*localmesh.Pod{"api-v1": v1, "api-v2": v2} {
+		if _, err := m.Serve(name, "shop", pod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	split := &meshv1.TrafficSplit{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api"},
+		Spec: meshv1.TrafficSplitSpec{Service: "api", Backends: []meshv1.TrafficSplitBackend{
+			{Service: "api-v1", Weight: weightV1}, {Service: "api-v2", Weight: 100 - weightV1},
+		}},
+	}
+	if err := fm.Client.Create(ctx, split); err != nil {
 		t.Fatal(err)
 	}
 	const authority = "api.shop.svc.cluster.local:80"
 	workload, skein := netns.Build(t, "github.com/skeinmesh/skein/test/workload"), netns.Build(t, "github.com/skeinmesh/skein/cmd/skein")
 
-	p, err := prometheus.Start(t, time.Second,
-		prometheus.Target{Addr: fmt.Sprintf("%s:4191", clientPod.IP), Labels: map[string]string{"namespace": "shop", "pod": clientPod.Name}},
-		prometheus.Target{Addr: fmt.Sprintf("%s:4191", server.IP), Labels: map[string]string{"namespace": "shop", "pod": server.Name}})
+	var targets []prometheus.Target
+	for _, pod := range []*localmesh.Pod{clientPod, v1, v2} {
+		targets = append(targets, prometheus.Target{Addr: fmt.Sprintf("%s:4191", pod.IP), Labels: map[string]string{"namespace": "shop", "pod": pod.Name}})
+	}
+	p, err := prometheus.Start(t, time.Second, targets...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.WaitScraped(ctx, 2, time.Minute); err != nil {
+	if err := p.WaitScraped(ctx, len(targets), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 
-	// The client's proxy knows the service once a request reaches the server through it; these
-	// requests come long before the window.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		out, _ := clientPod.Run(0, "-mode", "http1", "-addr", clusterIP+":80")
-		if strings.HasPrefix(out, "200") || strings.HasPrefix(out, "500") {
+	// The client's proxy has the split once both backends answer it; these requests come long
+	// before the window.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		out, _ := clientPod.Run(0, "-mode", "load", "-addr", clusterIP+":80", "-host", authority, "-duration", "1s", "-workers", "1")
+		if strings.Contains(out, "api-1=") && strings.Contains(out, "api-2=") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no request went through the proxies in 30s: %s", out)
+			t.Fatalf("requests through the proxies did not reach both backends in 30s: %s", out)
 		}
 	}
 
@@ -119,14 +144,16 @@ func TestPromQLAgreesWithTheTrafficAndTheControlPlane(t *testing.T) {
 	skeinStat := func(args ...string) []stat.Row { return runStat(t, skein, fm.Kubeconfig, args...) }
 	promURL := "--prometheus-url=" + p.URL
 	fromProm := map[string][]stat.Row{
-		"services":   skeinStat("services", "-n", "shop", promURL),
-		"workloads":  skeinStat("workloads", "-n", "shop", promURL),
-		"namespaces": skeinStat("namespaces", promURL),
+		"services":      skeinStat("services", "-n", "shop", promURL),
+		"workloads":     skeinStat("workloads", "-n", "shop", promURL),
+		"namespaces":    skeinStat("namespaces", promURL),
+		"trafficsplits": skeinStat("trafficsplits", "-n", "shop", promURL),
 	}
 	fromMeshStatus := map[string][]stat.Row{
-		"services":   skeinStat("services", "-n", "shop"),
-		"workloads":  skeinStat("workloads", "-n", "shop"),
-		"namespaces": skeinStat("namespaces"),
+		"services":      skeinStat("services", "-n", "shop"),
+		"workloads":     skeinStat("workloads", "-n", "shop"),
+		"namespaces":    skeinStat("namespaces"),
+		"trafficsplits": skeinStat("trafficsplits", "-n", "shop"),
 	}
 	t.Logf("skein stat --prometheus-url, %s after the load started:\n%s", time.Since(start).Round(time.Second), table(fromProm))
 	t.Logf("skein stat from the control plane's MeshStatuses:\n%s", table(fromMeshStatus))
@@ -145,32 +172,69 @@ func TestPromQLAgreesWithTheTrafficAndTheControlPlane(t *testing.T) {
 		t.Errorf("the client saw %.2f%% succeed, not the %.0f%% the server was told: %s", share, wantSuccess, out)
 	}
 
-	for _, c := range []struct{ kind, name, what string }{
-		{"services", "api", "service api (its client's outbound)"},
-		{"workloads", "pod/api-1", "workload pod/api-1 (its inbound)"},
-		{"namespaces", "shop", "namespace shop (its pods' inbound)"},
+	// Rows whose rate is the whole load's are held to it; the servers' and the backends' shares of it
+	// are chance, so those are held to the other source only.
+	for _, c := range []struct {
+		kind, name, backend, what string
+		wholeLoad                 bool
+	}{
+		{"services", "api", "", "service api (its client's outbound)", true},
+		{"namespaces", "shop", "", "namespace shop (its pods' inbound)", true},
+		{"workloads", "pod/api-1", "", "workload pod/api-1 (its inbound)", false},
+		{"workloads", "pod/api-2", "", "workload pod/api-2 (its inbound)", false},
+		{"trafficsplits", "api", "api-v1", "TrafficSplit api, backend api-v1", false},
+		{"trafficsplits", "api", "api-v2", "TrafficSplit api, backend api-v2", false},
 	} {
-		prom, ours := find(fromProm[c.kind], c.name), find(fromMeshStatus[c.kind], c.name)
+		prom, ours := find(fromProm[c.kind], c.name, c.backend), find(fromMeshStatus[c.kind], c.name, c.backend)
 		if prom == nil || ours == nil {
 			t.Errorf("%s: a row from Prometheus %v, from the MeshStatuses %v", c.what, prom != nil, ours != nil)
 			continue
 		}
-		checkTruth(t, "Prometheus: "+c.what, prom)
-		checkTruth(t, "MeshStatus: "+c.what, ours)
+		wantRPS := 0.0
+		if c.wholeLoad {
+			wantRPS = rate
+		}
+		checkTruth(t, "Prometheus: "+c.what, prom, wantRPS)
+		checkTruth(t, "MeshStatus: "+c.what, ours, wantRPS)
 		checkAgree(t, c.what, prom, ours)
+	}
+	var rpsV1, rpsV2 float64
+	for _, b := range []struct {
+		name   string
+		weight int32
+		rps    *float64
+	}{{"api-v1", weightV1, &rpsV1}, {"api-v2", 100 - weightV1, &rpsV2}} {
+		r := find(fromProm["trafficsplits"], "api", b.name)
+		if r == nil || r.Weight == nil || r.Observed == nil || r.RPS == nil {
+			t.Errorf("TrafficSplit api, backend %s from Prometheus: no weight, share or RPS: %+v", b.name, r)
+			continue
+		}
+		*b.rps = *r.RPS
+		// Each request picks a backend at random: over the window's 3,000 requests a share is
+		// within 5 points of its weight but for chance of less than one in a million.
+		if *r.Weight != b.weight || math.Abs(*r.Observed-float64(b.weight)) > 5 {
+			t.Errorf("TrafficSplit api, backend %s from Prometheus: weight %d, observed %.2f%%; want weight %d and a share near it", b.name, *r.Weight, *r.Observed, b.weight)
+		}
+		// A share is a ratio of rates: the sources agree on it within the RPS tolerance, 5%.
+		if ours := find(fromMeshStatus["trafficsplits"], "api", b.name); ours == nil || ours.Observed == nil || math.Abs(*r.Observed-*ours.Observed) / *ours.Observed > 0.05 {
+			t.Errorf("TrafficSplit api, backend %s: observed %.2f%% from Prometheus, %+v from the control plane", b.name, *r.Observed, ours)
+		}
+	}
+	if math.Abs(rpsV1+rpsV2-rate)/rate > 0.05 {
+		t.Errorf("TrafficSplit api: its backends took %.2f + %.2f requests a second, want %.0f ± 5%% together", rpsV1, rpsV2, rate)
 	}
 	// A Prometheus that is not there is named as such.
 	if out, err := exec.Command(skein, "stat", "services", "-n", "shop", "--kubeconfig", fm.Kubeconfig,
 		"--prometheus-url", "http://127.0.0.1:1").CombinedOutput(); err == nil || !strings.Contains(string(out), "prometheus at http://127.0.0.1:1 is unreachable") {
 		t.Errorf("skein stat with no Prometheus at its URL: %v: %s", err, out)
 	}
-	if r := find(fromProm["services"], "api"); r != nil && r.Meshed != "1/1" {
-		t.Errorf("service api from Prometheus: MESHED %q, want its one endpoint, meshed: 1/1", r.Meshed)
+	if r := find(fromProm["services"], "api", ""); r != nil && r.Meshed != "2/2" {
+		t.Errorf("service api from Prometheus: MESHED %q, want its two endpoints, meshed: 2/2", r.Meshed)
 	}
-	if r := find(fromProm["services"], "api"); r != nil && (r.TCPConnections == nil || *r.TCPConnections < 1) {
+	if r := find(fromProm["services"], "api", ""); r != nil && (r.TCPConnections == nil || *r.TCPConnections < 1) {
 		t.Errorf("service api from Prometheus: TCP_CONN %v, want the load's connections", deref(r.TCPConnections))
 	}
-	if r := find(fromProm["workloads"], "pod/api-1"); r != nil {
+	if r := find(fromProm["workloads"], "pod/api-1", ""); r != nil {
 		if r.Meshed != "1/1" {
 			t.Errorf("workload pod/api-1 from Prometheus: MESHED %q, want 1/1", r.Meshed)
 		}
@@ -180,15 +244,16 @@ func TestPromQLAgreesWithTheTrafficAndTheControlPlane(t *testing.T) {
 	}
 }
 
-// checkTruth holds a row's figures to the truth: success rate within 0.5 points, RPS within 5%,
-// and each latency quantile within the histogram bucket that holds the true one.
-func checkTruth(t *testing.T, what string, r *stat.Row) {
+// checkTruth holds a row's figures to the truth: success rate within 0.5 points, RPS within 5% of
+// wantRPS (unless 0, when only some is wanted), and each latency quantile within the histogram
+// bucket that holds the true one.
+func checkTruth(t *testing.T, what string, r *stat.Row, wantRPS float64) {
 	t.Helper()
 	if r.SuccessRate == nil || math.Abs(*r.SuccessRate-wantSuccess) > 0.5 {
 		t.Errorf("%s: success rate %v%%, want %.1f%% ± 0.5", what, deref(r.SuccessRate), wantSuccess)
 	}
-	if r.RPS == nil || math.Abs(*r.RPS-rate)/rate > 0.05 {
-		t.Errorf("%s: RPS %v, want %.0f ± 5%%", what, deref(r.RPS), rate)
+	if r.RPS == nil || *r.RPS <= 0 || wantRPS > 0 && math.Abs(*r.RPS-wantRPS)/wantRPS > 0.05 {
+		t.Errorf("%s: RPS %v, want %.0f ± 5%%", what, deref(r.RPS), wantRPS)
 	}
 	for name, got := range quantiles(r) {
 		b := wantBuckets[name]
@@ -233,15 +298,16 @@ func runStat(t *testing.T, skein, kubeconfig string, args ...string) []stat.Row 
 
 func table(byKind map[string][]stat.Row) string {
 	var b strings.Builder
-	for _, kind := range []string{"services", "workloads", "namespaces"} {
+	for _, kind := range []string{"services", "workloads", "namespaces", "trafficsplits"} {
 		stat.Print(&b, byKind[kind], stat.Wide)
 	}
 	return b.String()
 }
 
-func find(rows []stat.Row, name string) *stat.Row {
+// find is the row of a name and, for TrafficSplits, a backend.
+func find(rows []stat.Row, name, backend string) *stat.Row {
 	for i := range rows {
-		if rows[i].Name == name {
+		if rows[i].Name == name && rows[i].Backend == backend {
 			return &rows[i]
 		}
 	}
