@@ -232,6 +232,7 @@ type InjectionSpec struct {
 }
 
 // TelemetrySpec configures the golden metrics.
+// +kubebuilder:validation:XValidation:rule="!has(self.window) || !has(self.scrapeInterval) || duration(self.window) - duration(self.scrapeInterval) >= duration(self.scrapeInterval)",message="spec.telemetry.scrapeInterval must be at most half of spec.telemetry.window: a rate needs two scrapes in a window"
 type TelemetrySpec struct {
 	// window over which success rate, requests per second and latency percentiles are computed.
 	// +optional
@@ -246,6 +247,7 @@ type TelemetrySpec struct {
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="spec.telemetry.scrapeInterval must be between 1s and 5m"
 	ScrapeInterval *metav1.Duration `json:"scrapeInterval,omitempty"`
 
 	// maxAuthorities bounds the distinct authority label values a proxy keeps; further authorities

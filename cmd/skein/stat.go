@@ -72,8 +72,11 @@ same definitions in PromQL (internal/promql), over the MeshConfig's telemetry wi
 }
 
 // source connects to the cluster and says which namespace to show ("" for all): the MeshStatuses,
-// or Prometheus with --prometheus-url.
+// or Prometheus with --prometheus-url. Bad flags are refused before the kubeconfig is read.
 func (o *statOptions) source(ctx context.Context) (stat.Source, string, error) {
+	if o.allNamespaces && o.namespace != "" {
+		return nil, "", fmt.Errorf("-n %s and -A: choose one", o.namespace)
+	}
 	var prom *promql.Client
 	if o.prometheusURL != "" {
 		var err error
@@ -95,9 +98,6 @@ func (o *statOptions) source(ctx context.Context) (stat.Source, string, error) {
 	namespace := o.namespace
 	switch {
 	case o.allNamespaces:
-		if o.namespace != "" {
-			return nil, "", fmt.Errorf("-n %s and -A: choose one", o.namespace)
-		}
 		namespace = ""
 	case namespace == "":
 		if namespace, _, err = cc.Namespace(); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/skeinmesh/skein/internal/certmanager"
 	"github.com/skeinmesh/skein/internal/localcluster"
+	"github.com/skeinmesh/skein/test/localmesh"
 	"github.com/skeinmesh/skein/test/netns"
 )
 
@@ -93,7 +94,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		d.show("meshconfig,trafficsplits,meshstatus", "-A"),
 		d.show("clusterissuers,issuers,certificates", "-n", Namespace),
 		d.certifyWorkload,
+		d.shortTelemetryWindows,
 		d.meshedPods,
+		d.telemetry,
 	)
 	if err != nil || o.Once {
 		return err
@@ -117,6 +120,9 @@ type demo struct {
 	pods            *podsT
 	network         *netns.Network
 	podsUnsupported error
+	// caller is the meshed client pod, and webIP the web Service's ClusterIP it calls.
+	caller *localmesh.Pod
+	webIP  string
 }
 
 // run runs the acts in order and stops at the first that fails.

@@ -51,6 +51,10 @@ func TestDemoOnce(t *testing.T) {
 		`web\s+web\s+True\s+\S+\s+Weights in force: web-stable 50, web-canary 50`,
 		`at web-stable 0, web-canary 100\n\s+ok=\d+ failed=0\s+served-by web-canary-1=\d+\n`,
 		`xds_updates_total\{result="ack",type="endpoint"\} [1-9]`,
+		`meshconfig.mesh.skein.dev/default patched`,
+		`default-namespace\s+Healthy\s+3/3\s+100.00%\s+100.00%\s+\d+\.\d+\s+\S+ms`,
+		`==> skein stat services -n default\n\s+NAMESPACE\s+NAME\s+MESHED\s+SUCCESS\s+RPS\s+LATENCY_P50\s+LATENCY_P95\s+LATENCY_P99\s+TCP_CONN\n`,
+		`default\s+web\s+2/2\s+100.00%\s+\d+\.\drps`,
 		`==> Stopping the API server`,
 	} {
 		if !regexp.MustCompile(want).Match(out.Bytes()) {

@@ -107,6 +107,7 @@ func (d *demo) meshedPods(ctx context.Context) error {
 			return err
 		}
 	}
+	d.caller, d.webIP = caller, webIP
 	d.say("What the client's proxy counted (its /metrics on " + caller.Admin + ")")
 	for _, l := range strings.Split(localmesh.Get(caller.Admin+"/metrics"), "\n") {
 		if strings.HasPrefix(l, "xds_") || strings.HasPrefix(l, "identity_cert_expiration") {

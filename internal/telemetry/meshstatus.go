@@ -31,11 +31,12 @@ type StatusWriter struct {
 	Client client.Client
 }
 
-// NamespaceStatusName is the name of a namespace's MeshStatus: the namespace's, except for the
-// namespace whose name the cluster-wide MeshStatus has.
+// NamespaceStatusName is the name of the MeshStatus the control plane makes for a meshed namespace
+// that has none: the namespace's, except for the namespace whose name the cluster-wide MeshStatus
+// has ("default-namespace", as in the sample).
 func NamespaceStatusName(namespace string) string {
 	if namespace == meshv1.MeshStatusName {
-		return "namespace-" + namespace
+		return namespace + "-namespace"
 	}
 	return namespace
 }
@@ -64,12 +65,31 @@ func (w *StatusWriter) Publish(ctx context.Context, f *Figures, _ Settings) erro
 	}
 	sort.Strings(namespaces)
 
+	// Every MeshStatus that follows a namespace gets its figures, a user's too; a meshed
+	// namespace that has none gets one.
+	statuses := &meshv1.MeshStatusList{}
+	if err := w.Client.List(ctx, statuses); err != nil {
+		return fmt.Errorf("listing MeshStatuses: %w", err)
+	}
+	names := map[string][]string{}
+	for _, ms := range statuses.Items {
+		if ms.Spec.Namespace != "" {
+			names[ms.Spec.Namespace] = append(names[ms.Spec.Namespace], ms.Name)
+		}
+	}
 	var errs []error
 	var summaries []meshv1.NamespaceSummary
 	for _, ns := range namespaces {
 		summaries = append(summaries, namespaceSummary(ns, byNamespace[ns], f))
-		if err := w.publishNamespace(ctx, ns, byNamespace[ns], f); err != nil {
-			errs = append(errs, err)
+		if len(names[ns]) == 0 {
+			names[ns] = []string{NamespaceStatusName(ns)}
+		}
+	}
+	for _, ns := range sortedKeys(names) {
+		for _, name := range names[ns] {
+			if err := w.publishNamespace(ctx, name, ns, byNamespace[ns], f); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	err := w.patch(ctx, meshv1.MeshStatusName, "", false, func(st *meshv1.MeshStatusStatus) {
@@ -90,7 +110,7 @@ func namespaceSummary(ns string, pods []*corev1.Pod, f *Figures) meshv1.Namespac
 	return s
 }
 
-func (w *StatusWriter) publishNamespace(ctx context.Context, ns string, pods []*corev1.Pod, f *Figures) error {
+func (w *StatusWriter) publishNamespace(ctx context.Context, name, ns string, pods []*corev1.Pod, f *Figures) error {
 	services, err := w.services(ctx, ns, f)
 	if err != nil {
 		return err
@@ -100,7 +120,7 @@ func (w *StatusWriter) publishNamespace(ctx context.Context, ns string, pods []*
 		return err
 	}
 	workloads := w.workloads(ctx, ns, pods, f)
-	return w.patch(ctx, NamespaceStatusName(ns), ns, true, func(st *meshv1.MeshStatusStatus) {
+	return w.patch(ctx, name, ns, true, func(st *meshv1.MeshStatusStatus) {
 		st.GoldenMetrics, st.MTLSCoverage = meshv1.GoldenMetrics{}, ""
 		if g := f.Namespaces[ns]; g != nil {
 			st.GoldenMetrics, st.MTLSCoverage = golden(g), percent(g.MTLS)

@@ -32,6 +32,10 @@ const (
 	DefaultAdminPort      = 4191
 )
 
+// maxConcurrentScrapes bounds the scrapes under way at once, so that a large mesh does not open a
+// connection to every proxy at the same moment.
+const maxConcurrentScrapes = 64
+
 // maxScrapeBytes bounds what is read of one proxy's /metrics: the proxy bounds its label values,
 // so a larger answer is not a proxy of ours.
 const maxScrapeBytes = 16 << 20
@@ -119,6 +123,7 @@ func (c *Component) Round(ctx context.Context, s Settings) error {
 	}
 	seen := map[string]bool{}
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxConcurrentScrapes)
 	for i := range pods.Items {
 		pod := &pods.Items[i]
 		if !meshv1.IsMeshed(pod) || pod.Status.PodIP == "" || pod.Status.Phase != corev1.PodRunning || !pod.DeletionTimestamp.IsZero() {
@@ -128,8 +133,9 @@ func (c *Component) Round(ctx context.Context, s Settings) error {
 		p := Proxy{Namespace: pod.Namespace, Pod: pod.Name, Workload: workloadName(ctx, c.Client, pod)}
 		url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(s.AdminPort))) + "/metrics"
 		wg.Add(1)
+		slots <- struct{}{}
 		go func() {
-			defer wg.Done()
+			defer func() { <-slots; wg.Done() }()
 			families, err := c.scrape(ctx, url)
 			if err != nil {
 				ctrl.LoggerFrom(ctx).V(1).Info("Scraping a proxy failed", "pod", p.key(), "err", err)

@@ -123,6 +123,8 @@ func TestCompileTrafficSplitAndOpaque(t *testing.T) {
 	routes := rc.GetVirtualHosts()[0].GetRoutes()
 	g.Expect(routes).To(HaveLen(2), "the match to a backend that cannot serve is left out")
 	g.Expect(routes[0].GetMatch().GetHeaders()[0].GetStringMatch().GetExact()).To(Equal("always"))
+	g.Expect(routes[0].GetName()).To(Equal("match-0"), "a match route is named for metrics by its place in the split")
+	g.Expect(routes[1].GetName()).To(Equal(DefaultRouteName))
 	g.Expect(routes[0].GetRoute().GetCluster()).To(Equal(xdsnames.Authority("web-v2", "shop", 8080)))
 	weighted := routes[1].GetRoute().GetWeightedClusters().GetClusters()
 	g.Expect(weighted).To(HaveLen(2), "a zero weight backend and one that cannot serve get no share")

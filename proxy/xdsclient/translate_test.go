@@ -143,6 +143,7 @@ func TestMatchingRoutesComeFirst(t *testing.T) {
 	vh := rc.VirtualHosts[0]
 	toCanary := &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: canary}}}
 	vh.Routes = append([]*routev3.Route{{
+		Name: "match-0",
 		Match: &routev3.RouteMatch{
 			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/api"},
 			Headers: []*routev3.HeaderMatcher{{Name: "x-canary", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
@@ -155,9 +156,9 @@ func TestMatchingRoutesComeFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []match{{pathPrefix: "/api", headers: []destinations.HeaderMatch{{Name: "x-canary", Value: "always"}}, cluster: canary}}
+	want := []match{{name: "match-0", pathPrefix: "/api", headers: []destinations.HeaderMatch{{Name: "x-canary", Value: "always"}}, cluster: canary}}
 	if got := vhs[0].matches; !slices.EqualFunc(got, want, func(a, b match) bool {
-		return a.pathPrefix == b.pathPrefix && a.cluster == b.cluster && slices.Equal(a.headers, b.headers)
+		return a.name == b.name && a.pathPrefix == b.pathPrefix && a.cluster == b.cluster && slices.Equal(a.headers, b.headers)
 	}) {
 		t.Errorf("matches = %+v, want %+v", got, want)
 	}

@@ -120,6 +120,18 @@ var _ = Describe("Validation by the API server", func() {
 			expectRefused(cluster.Client.Update(ctx, bad))
 			Expect(stored()).To(Equal(before), "nothing stored changes")
 		},
+		Entry("a MeshConfig scraping more often than every second", badCase{goodMeshConfig, `
+apiVersion: mesh.skein.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: default}
+spec: {telemetry: {scrapeInterval: 100ms}}
+`, []string{"spec.telemetry.scrapeInterval must be between 1s and 5m"}}),
+		Entry("a MeshConfig whose window holds fewer than two scrapes", badCase{goodMeshConfig, `
+apiVersion: mesh.skein.dev/v1alpha1
+kind: MeshConfig
+metadata: {name: default}
+spec: {telemetry: {window: 15s, scrapeInterval: 10s}}
+`, []string{"spec.telemetry.scrapeInterval must be at most half of spec.telemetry.window"}}),
 		Entry("a TrafficSplit with a negative weight", badCase{goodSplit, `
 apiVersion: mesh.skein.dev/v1alpha1
 kind: TrafficSplit

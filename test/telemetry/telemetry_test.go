@@ -306,4 +306,46 @@ var _ = Describe("Golden metrics", Ordered, func() {
 		Expect(strings.Fields(strings.SplitN(string(table), "\n", 2)[0])).To(HaveExactElements(
 			"NAMESPACE", "NAME", "MESHED", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99", "TCP_CONN", "APEX", "BACKEND", "WEIGHT", "OBSERVED"))
 	})
+
+	It("stay bounded: 100,000 distinct Host headers do not grow the proxies' metrics beyond the bound", func() {
+		server, err := mesh.AddPod("web-many", "shop", "web", nil)
+		Expect(err).NotTo(HaveOccurred())
+		ip, err := mesh.Serve("web-many", "shop", server)
+		Expect(err).NotTo(HaveOccurred())
+		caller, err := mesh.AddPod("client-many", "front", "client", nil)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() string {
+			out, _ := caller.Run(0, "-mode", "http1", "-addr", ip+":80")
+			return out
+		}).WithTimeout(30 * time.Second).Should(HavePrefix("200"))
+
+		// Two runs of 50,000, each well inside the minute a run may take, with hosts of their own
+		// ("r<n>.a.web-many..." and "r<n>.b.web-many...").
+		const requests = 100_000
+		for _, run := range []string{"a", "b"} {
+			out, err := caller.Run(0, "-mode", "load", "-addr", ip+":80", "-host", run+".web-many.shop.svc.cluster.local:80",
+				"-distinct-hosts", "-requests", strconv.Itoa(requests/2), "-workers", "8", "-duration", "55s")
+			Expect(err).NotTo(HaveOccurred(), out)
+			Expect(out).To(HavePrefix("ok=%d failed=0", requests/2))
+		}
+
+		// The proxies' default bound is 100 authorities; the others are "other". Each proxy saw one
+		// peer identity, one status and one route here (and the first request's own authority).
+		const bound = 100 + 1 + 1
+		for _, p := range []*localmesh.Pod{caller, server} {
+			series := map[string]int{}
+			metrics := localmesh.Get(p.Admin + "/metrics")
+			for _, l := range strings.Split(metrics, "\n") {
+				if name, _, ok := strings.Cut(l, "{"); ok && !strings.HasPrefix(l, "#") {
+					series[name]++
+				}
+			}
+			GinkgoWriter.Printf("%s's proxy after %d distinct hosts: request_total %d series, response_total %d, response_latency_ms_bucket %d\n",
+				p.Name, requests, series["request_total"], series["response_total"], series["response_latency_ms_bucket"])
+			for _, name := range []string{"request_total", "response_total", "response_latency_ms_count"} {
+				Expect(series[name]).To(And(BeNumerically(">", 0), BeNumerically("<=", bound)), "%s's %s", p.Name, name)
+			}
+			Expect(metrics).To(ContainSubstring(`authority="other"`))
+		}
+	})
 })

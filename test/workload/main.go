@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -34,6 +35,8 @@ func main() {
 	rate := flag.Float64("rate", 0, "load: send this many requests a second, each on time whatever the answers take, instead of -workers back to back")
 	latencies := flag.String("latencies", "", `serve: answer HTTP after a delay drawn in a fixed order from "duration:weight,...", as "5ms:50,20ms:45,200ms:5"`)
 	failEvery := flag.Int("fail-every", 0, "serve: answer every n-th HTTP request 500")
+	requests := flag.Int("requests", 0, "load: stop after this many requests, before -duration if sooner")
+	distinct := flag.Bool("distinct-hosts", false, `load: give each request a Host of its own, "r<n>.<-host>"`)
 	flag.Parse()
 	var err error
 	switch *mode {
@@ -47,7 +50,7 @@ func main() {
 	case "tcp":
 		err = callTCP(*addr, *body)
 	case "load":
-		err = load(*addr, *host, *header, *duration, *workers, *rate)
+		err = load(loadOptions{addr: *addr, host: *host, header: *header, duration: *duration, workers: *workers, rate: *rate, requests: *requests, distinctHosts: *distinct})
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
@@ -131,18 +134,68 @@ func callHTTP(mode, addr, body string) error {
 	return nil
 }
 
+// loadOptions are the load mode's flags.
+type loadOptions struct {
+	addr, host, header string
+	duration           time.Duration
+	workers            int
+	rate               float64
+	requests           int
+	distinctHosts      bool
+}
+
 // load sends GET requests for duration and prints "ok=<n> failed=<n>", which pods served them
-// ("served-by <pod>=<n> ..." from the servers' $POD_NAME) and the first failures.
-func load(addr, host, header string, duration time.Duration, workers int, rate float64) error {
-	name, value, _ := strings.Cut(header, ":")
+// ("served-by <pod>=<n> ..." from the servers' $POD_NAME) and the first failures. With rate, the
+// n-th request leaves at n/rate seconds whatever the earlier ones take (an open loop); otherwise
+// each worker sends its next request once its last is answered.
+func load(o loadOptions) error {
+	addr, host, duration, workers, rate := o.addr, o.host, o.duration, o.workers, o.rate
+	name, value, _ := strings.Cut(o.header, ":")
+	var sent atomic.Int64
 	var mu sync.Mutex
 	ok, failed := 0, 0
 	var failures []string
 	servedBy := map[string]int{}
+	// send sends one request, and says false when -requests were all sent.
+	send := func(c *http.Client) bool {
+		n := sent.Add(1)
+		if o.requests > 0 && n > int64(o.requests) {
+			return false
+		}
+		req, _ := http.NewRequest("GET", "http://"+addr+"/load", nil)
+		req.Host = host
+		if o.distinctHosts {
+			req.Host = fmt.Sprintf("r%d.%s", n, host)
+		}
+		if name != "" {
+			req.Header.Set(strings.TrimSpace(name), strings.TrimSpace(value))
+		}
+		resp, err := c.Do(req)
+		by := ""
+		if err == nil {
+			by = resp.Header.Get("Served-By")
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed++
+			if len(failures) < 5 {
+				failures = append(failures, err.Error())
+			}
+			return true
+		}
+		ok++
+		servedBy[by]++
+		return true
+	}
 	deadline := time.Now().Add(duration)
 	var wg sync.WaitGroup
 	if rate > 0 {
-		// Open loop: the n-th request leaves at n/rate seconds whatever the earlier ones take.
 		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1000}}
 		start := time.Now()
 		for n := 0; ; n++ {
@@ -151,67 +204,19 @@ func load(addr, host, header string, duration time.Duration, workers int, rate f
 				break
 			}
 			time.Sleep(time.Until(at))
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				req, _ := http.NewRequest("GET", "http://"+addr+"/load", nil)
-				req.Host = host
-				resp, err := c.Do(req)
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					failed++
-					if len(failures) < 5 {
-						failures = append(failures, err.Error())
-					}
-					return
-				}
-				ok++
-			}()
-		}
-		workers = 0
-	}
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &http.Client{Timeout: 10 * time.Second}
-			for time.Now().Before(deadline) {
-				req, _ := http.NewRequest("GET", "http://"+addr+"/load", nil)
-				req.Host = host
-				if name != "" {
-					req.Header.Set(strings.TrimSpace(name), strings.TrimSpace(value))
-				}
-				resp, err := c.Do(req)
-				by := ""
-				if err == nil {
-					by = resp.Header.Get("Served-By")
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				mu.Lock()
-				if err != nil {
-					failed++
-					if len(failures) < 5 {
-						failures = append(failures, err.Error())
-					}
-				} else {
-					ok++
-					servedBy[by]++
-				}
-				mu.Unlock()
+			wg.Go(func() { send(c) })
+			if o.requests > 0 && n+1 >= o.requests {
+				break
 			}
-		}()
+		}
+	} else {
+		for range workers {
+			wg.Go(func() {
+				c := &http.Client{Timeout: 10 * time.Second}
+				for time.Now().Before(deadline) && send(c) {
+				}
+			})
+		}
 	}
 	wg.Wait()
 	fmt.Printf("ok=%d failed=%d\n", ok, failed)
