@@ -23,6 +23,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
+	"github.com/skeinmesh/skein/internal/promql"
 	"github.com/skeinmesh/skein/internal/stat"
 	"github.com/skeinmesh/skein/test/framework"
 	"github.com/skeinmesh/skein/test/localmesh"
@@ -155,6 +156,8 @@ func TestPromQLAgreesWithTheTrafficAndTheControlPlane(t *testing.T) {
 		"namespaces":    skeinStat("namespaces"),
 		"trafficsplits": skeinStat("trafficsplits", "-n", "shop"),
 	}
+	// Routes have no skein stat kind: the dashboard shows them, from internal/promql's queries.
+	routeProm, routeOurs := routeFromPrometheus(t, ctx, p, "api"), routeFromMeshStatus(t, ctx, fm, "api")
 	t.Logf("skein stat --prometheus-url, %s after the load started:\n%s", time.Since(start).Round(time.Second), table(fromProm))
 	t.Logf("skein stat from the control plane's MeshStatuses:\n%s", table(fromMeshStatus))
 
@@ -198,6 +201,12 @@ func TestPromQLAgreesWithTheTrafficAndTheControlPlane(t *testing.T) {
 		checkTruth(t, "MeshStatus: "+c.what, ours, wantRPS)
 		checkAgree(t, c.what, prom, ours)
 	}
+	var routes strings.Builder
+	stat.Print(&routes, []stat.Row{*routeProm, *routeOurs}, stat.Table)
+	t.Logf("route default of service api, from Prometheus then from MeshStatus:\n%s", routes.String())
+	checkTruth(t, "Prometheus: route default of service api", routeProm, rate)
+	checkTruth(t, "MeshStatus: route default of service api", routeOurs, rate)
+	checkAgree(t, "route default of service api", routeProm, routeOurs)
 	var rpsV1, rpsV2 float64
 	for _, b := range []struct {
 		name   string
@@ -280,6 +289,62 @@ func checkAgree(t *testing.T, what string, prom, ours *stat.Row) {
 
 func quantiles(r *stat.Row) map[string]*float64 {
 	return map[string]*float64{"p50": r.LatencyP50, "p95": r.LatencyP95, "p99": r.LatencyP99}
+}
+
+// routeFromPrometheus asks Prometheus for the figures of a shop Service's catch-all route, with
+// internal/promql's queries, now.
+func routeFromPrometheus(t *testing.T, ctx context.Context, p *prometheus.Server, service string) *stat.Row {
+	t.Helper()
+	route, w := promql.Route("shop", service), promql.Over(window)
+	figures := []struct {
+		query string
+		into  **float64
+		scale float64
+	}{{route.SuccessRate(w), new(*float64), 100}, {route.RPS(w), new(*float64), 1},
+		{route.Quantile(0.5, w), new(*float64), 1}, {route.Quantile(0.95, w), new(*float64), 1}, {route.Quantile(0.99, w), new(*float64), 1}}
+	for _, f := range figures {
+		samples, err := p.Client.Query(ctx, f.query, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range samples {
+			if s.Labels["route"] == "default" {
+				v := s.Value * f.scale
+				*f.into = &v
+			}
+		}
+	}
+	return &stat.Row{Name: "default", SuccessRate: *figures[0].into, RPS: *figures[1].into,
+		LatencyP50: *figures[2].into, LatencyP95: *figures[3].into, LatencyP99: *figures[4].into}
+}
+
+// routeFromMeshStatus reads the control plane's figures of a shop Service's catch-all route.
+func routeFromMeshStatus(t *testing.T, ctx context.Context, fm *framework.Mesh, service string) *stat.Row {
+	t.Helper()
+	ms := &meshv1.MeshStatus{}
+	if err := fm.Client.Get(ctx, client.ObjectKey{Name: "shop"}, ms); err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range ms.Status.Services {
+		for _, r := range svc.Routes {
+			if svc.Name == service && r.Name == "default" {
+				g := r.GoldenMetrics
+				return &stat.Row{Name: "default", SuccessRate: number(g.SuccessRate, "%"), RPS: number(g.RPS, ""),
+					LatencyP50: number(g.LatencyP50, "ms"), LatencyP95: number(g.LatencyP95, "ms"), LatencyP99: number(g.LatencyP99, "ms")}
+			}
+		}
+	}
+	t.Fatalf("MeshStatus shop has no route default for service %s: %+v", service, ms.Status.Services)
+	return nil
+}
+
+// number reads a MeshStatus figure ("95.00%", "50.00", "172ms"), nil when it is not one.
+func number(s, unit string) *float64 {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(s, unit), 64)
+	if err != nil {
+		return nil
+	}
+	return &v
 }
 
 // runStat runs the built skein stat with -o json.
