@@ -83,6 +83,8 @@ func Dashboard() ([]byte, error) {
 	d.add(layout.panel(rpsPanel("Requests per second per route", routesOfService, "{{route}}")))
 	d.add(layout.panel(latencyPanel("Latency per route", routesOfService, "{{route}}")))
 	d.add(layout.panel(rpsPanel("Requests per second per backend (TrafficSplit)", backendsOfService, "{{dst_backend}}")))
+	d.add(layout.panel(successPanel("Success rate per backend (TrafficSplit)", backendsOfService, "{{dst_backend}}")))
+	d.add(layout.panel(latencyPanel("Latency per backend (TrafficSplit)", backendsOfService, "{{dst_backend}}")))
 
 	d.add(layout.row("Pods in $namespace (seen by their own proxies)"))
 	d.add(layout.panel(panel{Title: "mTLS coverage of inbound requests", Type: "timeseries", Unit: "percentunit", Min: ptr(0), Max: ptr(1),

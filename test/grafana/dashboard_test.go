@@ -96,8 +96,9 @@ func TestDashboardQueriesAnswerInPrometheus(t *testing.T) {
 	// the latency quantiles are interpolated in its buckets (p50: 5 + (4.5-2)/(5-2) * 5 ms).
 	want := map[string][]float64{
 		"Success rate": {0.9}, "Success rate per route": {0.9}, "Inbound success rate": {0.9},
-		"Latency": {9.1667, 77.5, 95.5}, "Latency per route": {9.1667, 77.5, 95.5},
-		"Open TCP connections": {2}, "Inbound open TCP connections": {1}, "mTLS coverage of inbound requests": {1},
+		"Latency": {9.1667, 77.5, 95.5}, "Latency per route": {9.1667, 77.5, 95.5}, "Latency per backend (TrafficSplit)": {9.1667, 77.5, 95.5},
+		"Success rate per backend (TrafficSplit)": {0.9},
+		"Open TCP connections":                    {2}, "Inbound open TCP connections": {1}, "mTLS coverage of inbound requests": {1},
 	}
 
 	// The variables as Grafana fills them in for namespace shop and service web.shop.
