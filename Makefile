@@ -22,8 +22,9 @@ manifests: ## Generate the CRDs, RBAC and webhook manifests under config/.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
 
 .PHONY: generate
-generate: ## Generate the deepcopy methods of the API types.
+generate: ## Generate the deepcopy methods of the API types and the Grafana dashboard (internal/grafana).
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+	go run ./hack/dashboard config/grafana/skein-dashboard.json
 
 .PHONY: bundle
 bundle: test-bins ## Generate the OLM bundle (bundle/) from config/: the CSV, the CRDs, the metadata and bundle.Dockerfile.
@@ -44,11 +45,12 @@ test-bins: ## Build kube-apiserver, etcd and kubectl into bin/k8s/<version>, reu
 	hack/build-test-bins.sh $(K8S_BIN)
 
 .PHONY: test-deps
-test-deps: ## Install the Debian packages the tests use (iptables, iproute2, util-linux's setpriv) that are missing.
+test-deps: ## Install the Debian packages the tests use (iptables, iproute2, util-linux's setpriv, prometheus) that are missing.
 	@missing=(); \
 	  command -v iptables-restore >/dev/null || [[ -x /usr/sbin/iptables-restore ]] || missing+=(iptables); \
 	  command -v ip >/dev/null || [[ -x /usr/sbin/ip ]] || [[ -x /sbin/ip ]] || missing+=(iproute2); \
 	  command -v setpriv >/dev/null || missing+=(util-linux); \
+	  [[ -x /usr/bin/prometheus ]] || missing+=(prometheus); \
 	  if (( $${#missing[@]} )); then \
 	    echo "Installing $${missing[*]}"; apt-get update -qq && apt-get install -y -qq "$${missing[@]}"; \
 	  fi

@@ -1,20 +1,27 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
+	"github.com/skeinmesh/skein/internal/promql"
 	"github.com/skeinmesh/skein/internal/scheme"
 	"github.com/skeinmesh/skein/internal/stat"
+	"github.com/skeinmesh/skein/internal/telemetry"
 )
 
 // statOptions are skein stat's flags.
 type statOptions struct {
 	kubeconfig, namespace, output string
 	allNamespaces                 bool
+	// prometheusURL, when set, is the Prometheus to ask instead of the MeshStatuses.
+	prometheusURL string
 }
 
 func newStatCommand() *cobra.Command {
@@ -24,7 +31,10 @@ func newStatCommand() *cobra.Command {
 		Short: "Show the golden metrics of services, workloads, namespaces or TrafficSplits",
 		Long: `Shows, over the telemetry window, the success rate, requests per second, latency percentiles
 and open TCP connections that the control plane computed from the proxies' metrics and wrote in
-the MeshStatus objects. Namespaces are shown when no kind is given.`,
+the MeshStatus objects. Namespaces are shown when no kind is given.
+
+With --prometheus-url, the same figures come from a Prometheus that scrapes the proxies, by the
+same definitions in PromQL (internal/promql), over the MeshConfig's telemetry window.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			kind := stat.Namespaces
@@ -39,7 +49,7 @@ the MeshStatus objects. Namespaces are shown when no kind is given.`,
 			if err != nil {
 				return err
 			}
-			source, namespace, err := o.source()
+			source, namespace, err := o.source(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -57,14 +67,22 @@ the MeshStatus objects. Namespaces are shown when no kind is given.`,
 	cmd.Flags().StringVarP(&o.namespace, "namespace", "n", "", "Namespace to show (default: the kubeconfig's)")
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "Show every namespace")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "", "Output format: wide or json (default: a table)")
+	cmd.Flags().StringVar(&o.prometheusURL, "prometheus-url", "", "Ask this Prometheus (as http://prometheus.monitoring:9090) rather than the control plane")
 	return cmd
 }
 
-// source connects to the cluster and says which namespace to show ("" for all). A second
-// source (PromQL over Prometheus) plugs in here.
-func (o *statOptions) source() (stat.Source, string, error) {
+// source connects to the cluster and says which namespace to show ("" for all): the MeshStatuses,
+// or Prometheus with --prometheus-url. Bad flags are refused before the kubeconfig is read.
+func (o *statOptions) source(ctx context.Context) (stat.Source, string, error) {
 	if o.allNamespaces && o.namespace != "" {
 		return nil, "", fmt.Errorf("-n %s and -A: choose one", o.namespace)
+	}
+	var prom *promql.Client
+	if o.prometheusURL != "" {
+		var err error
+		if prom, err = promql.NewClient(o.prometheusURL); err != nil {
+			return nil, "", fmt.Errorf("--prometheus-url: %w", err)
+		}
 	}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = o.kubeconfig
@@ -86,5 +104,22 @@ func (o *statOptions) source() (stat.Source, string, error) {
 			return nil, "", fmt.Errorf("reading the kubeconfig's namespace: %w", err)
 		}
 	}
+	if prom != nil {
+		source, err := prometheusSource(ctx, c, prom)
+		return source, namespace, err
+	}
 	return stat.MeshStatuses{Client: c}, namespace, nil
+}
+
+// prometheusSource asks Prometheus over the window the control plane uses, so that both sources
+// give the same figures.
+func prometheusSource(ctx context.Context, c client.Client, prom *promql.Client) (stat.Source, error) {
+	mc := &meshv1.MeshConfig{}
+	if err := c.Get(ctx, client.ObjectKey{Name: meshv1.MeshConfigName}, mc); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("reading the MeshConfig's telemetry window: %w", err)
+		}
+		mc = nil
+	}
+	return &promql.Source{Client: prom, Window: telemetry.SettingsFrom(mc).Window, Cluster: promql.KubeCluster{Client: c}}, nil
 }

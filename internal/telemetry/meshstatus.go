@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -162,41 +161,14 @@ func (w *StatusWriter) services(ctx context.Context, ns string, f *Figures) ([]m
 	if err := w.Client.List(ctx, svcs, client.InNamespace(ns)); err != nil {
 		return nil, fmt.Errorf("listing services in %s: %w", ns, err)
 	}
-	slices := &discoveryv1.EndpointSliceList{}
-	if err := w.Client.List(ctx, slices, client.InNamespace(ns)); err != nil {
-		return nil, fmt.Errorf("listing endpoint slices in %s: %w", ns, err)
-	}
-	pods := &corev1.PodList{}
-	if err := w.Client.List(ctx, pods, client.InNamespace(ns)); err != nil {
-		return nil, fmt.Errorf("listing pods in %s: %w", ns, err)
-	}
-	meshedPod := map[string]bool{}
-	for i := range pods.Items {
-		meshedPod[pods.Items[i].Name] = meshv1.IsMeshed(&pods.Items[i])
-	}
-	type count struct{ meshed, total int }
-	endpoints := map[string]*count{}
-	for _, sl := range slices.Items {
-		svc := sl.Labels[discoveryv1.LabelServiceName]
-		c := endpoints[svc]
-		if c == nil {
-			c = &count{}
-			endpoints[svc] = c
-		}
-		for _, ep := range sl.Endpoints {
-			c.total++
-			if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" && meshedPod[ref.Name] {
-				c.meshed++
-			}
-		}
+	meshed, err := MeshedEndpoints(ctx, w.Client, ns)
+	if err != nil {
+		return nil, err
 	}
 	var out []meshv1.ServiceStatus
 	for _, svc := range svcs.Items {
 		key := ServiceKey{Namespace: ns, Name: svc.Name}
-		st := meshv1.ServiceStatus{Name: svc.Name, Namespace: ns}
-		if c := endpoints[svc.Name]; c != nil {
-			st.Meshed = fmt.Sprintf("%d/%d", c.meshed, c.total)
-		}
+		st := meshv1.ServiceStatus{Name: svc.Name, Namespace: ns, Meshed: meshed[svc.Name]}
 		if g := f.Services[key]; g != nil {
 			st.GoldenMetrics = golden(g)
 		}

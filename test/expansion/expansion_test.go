@@ -33,7 +33,10 @@ const ns = "shop"
 
 func TestExternalWorkload(t *testing.T) {
 	ctx := context.Background()
-	m, fm := localmesh.Start(t, "ew", true)
+	m, fm, err := framework.StartLocalMesh(ctx, t, "ew", true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	k8s := fm.Client
 
 	t.Log("in the cluster: a client pod and a server pod behind Service api")

@@ -4,6 +4,7 @@
 package proxy_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -18,7 +19,11 @@ import (
 // newMesh starts a control plane whose services the pods of a new network reach. With xds, their
 // proxies take their destinations from its xDS service rather than from files.
 func newMesh(t *testing.T, xds bool) (*localmesh.Mesh, *framework.Mesh) {
-	return localmesh.Start(t, "mesh", xds)
+	m, fm, err := framework.StartLocalMesh(context.Background(), t, "mesh", xds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, fm
 }
 
 func addPod(t *testing.T, m *localmesh.Mesh, name, serviceAccount string, dests ...destinations.Service) *localmesh.Pod {
