@@ -1,5 +1,5 @@
-// Command skein is Skein's command line: it runs the demo today, and checks, inspects and links
-// meshes as those features land.
+// Command skein is Skein's command line: it runs the demo, checks an installation, meshes
+// manifests, shows the golden metrics, and bootstraps hosts outside the cluster.
 package main
 
 import (
