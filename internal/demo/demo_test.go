@@ -56,6 +56,7 @@ func TestDemoOnce(t *testing.T) {
 		`externalworkload.mesh.skein.dev/billing-vm-1 condition met`,
 		`==> skein check --identity-addr`,
 		`billing-vm-1\s+spiffe://cluster.local/ns/default/sa/billing\s+10\.\S+\s+True`,
+		`default\s+billing\s+1/1\s`,
 		`client -> billing:80 \(the VM \S+\) answered: 200 HTTP/1.1 /\S* spiffe://cluster.local/ns/default/sa/client hello-vm`,
 		`meshconfig.mesh.skein.dev/default patched`,
 		`default-namespace\s+Healthy\s+3/3\s+100.00%\s+100.00%\s+\d+\.\d+\s+\S+ms`,

@@ -37,7 +37,8 @@ func MeshedEndpoints(ctx context.Context, c client.Reader, namespace string) (ma
 		}
 		for _, ep := range sl.Endpoints {
 			n.total++
-			if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" && meshedPod[ref.Name] {
+			// An ExternalWorkload's endpoints are published only while its proxy is connected.
+			if ref := ep.TargetRef; ref != nil && (ref.Kind == "Pod" && meshedPod[ref.Name] || ref.Kind == "ExternalWorkload") {
 				n.meshed++
 			}
 		}
