@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/skeinmesh/skein/internal/check"
 )
@@ -33,9 +32,7 @@ With --pre, before installing: the API server, its version, your rights to insta
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: the output is table or json", output)
 			}
-			rules := clientcmd.NewDefaultClientConfigLoadingRules()
-			rules.ExplicitPath = kubeconfig
-			cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+			cfg, err := loadKubeconfig(kubeconfig).ClientConfig()
 			if err != nil {
 				return fmt.Errorf("loading the kubeconfig: %w", err)
 			}

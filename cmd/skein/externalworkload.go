@@ -6,11 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/skeinmesh/skein/internal/expansion"
-	"github.com/skeinmesh/skein/internal/scheme"
 )
 
 func newExternalWorkloadCommand() *cobra.Command {
@@ -38,13 +35,11 @@ Copy them to --config-dir on the host.`,
 			if out == "" {
 				return fmt.Errorf("--out is required: the directory to write the host's files into")
 			}
-			cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-				&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig, Precedence: clientcmd.NewDefaultClientConfigLoadingRules().Precedence},
-				&clientcmd.ConfigOverrides{}).ClientConfig()
+			cfg, err := loadKubeconfig(kubeconfig).ClientConfig()
 			if err != nil {
 				return fmt.Errorf("loading the kubeconfig: %w", err)
 			}
-			c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+			c, err := kubeClient(cfg)
 			if err != nil {
 				return err
 			}

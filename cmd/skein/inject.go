@@ -9,13 +9,10 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/inject"
-	"github.com/skeinmesh/skein/internal/scheme"
 )
 
 func newInjectCommand() *cobra.Command {
@@ -111,13 +108,11 @@ func injectConfig(cmd *cobra.Command, kubeconfig, cpNamespace, meshConfigFile, t
 		offline := func(name string) (inject.Namespace, error) { return inject.Namespace{Name: name}, nil }
 		return inject.Config{Mesh: mc.Spec, ControlPlaneNamespace: cpNamespace, TrustAnchors: string(anchors)}, offline, nil
 	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = kubeconfig
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	cfg, err := loadKubeconfig(kubeconfig).ClientConfig()
 	if err != nil {
 		return inject.Config{}, nil, fmt.Errorf("reaching the cluster for the mesh's configuration (or give --meshconfig and --trust-bundle): %w", err)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	c, err := kubeClient(cfg)
 	if err != nil {
 		return inject.Config{}, nil, err
 	}

@@ -6,12 +6,10 @@ import (
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/promql"
-	"github.com/skeinmesh/skein/internal/scheme"
 	"github.com/skeinmesh/skein/internal/stat"
 	"github.com/skeinmesh/skein/internal/telemetry"
 )
@@ -84,14 +82,12 @@ func (o *statOptions) source(ctx context.Context) (stat.Source, string, error) {
 			return nil, "", fmt.Errorf("--prometheus-url: %w", err)
 		}
 	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = o.kubeconfig
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	cc := loadKubeconfig(o.kubeconfig)
 	cfg, err := cc.ClientConfig()
 	if err != nil {
 		return nil, "", fmt.Errorf("loading the kubeconfig: %w", err)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	c, err := kubeClient(cfg)
 	if err != nil {
 		return nil, "", fmt.Errorf("connecting to the cluster: %w", err)
 	}
