@@ -27,6 +27,7 @@ import (
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/identity"
+	"github.com/skeinmesh/skein/internal/inject"
 )
 
 const (
@@ -69,8 +70,8 @@ func Installed() []Check {
 		{categoryCRDs, "the Skein CRDs are established", crdsEstablished(skeinCRDs, "install Skein: `make deploy`, or its OLM bundle")},
 		{categoryControlPlane, "the control plane is available", controlPlaneDeployment},
 		{categoryControlPlane, "the MeshConfig is Ready", meshConfigReady},
-		{categoryControlPlane, "the identity service answers", serviceAnswers("skein-identity", func(e *Env) string { return e.IdentityAddr })},
-		{categoryControlPlane, "the xDS service answers", serviceAnswers("skein-xds", func(e *Env) string { return e.XDSAddr })},
+		{categoryControlPlane, "the identity service answers", serviceAnswers(inject.IdentityService, func(e *Env) string { return e.IdentityAddr })},
+		{categoryControlPlane, "the xDS service answers", serviceAnswers(inject.XDSService, func(e *Env) string { return e.XDSAddr })},
 		{categoryWebhooks, "the admission webhooks", webhooks},
 		{categoryCertManager, "cert-manager's CRDs are established", crdsEstablished(certManagerCRDs, "install cert-manager, then Skein")},
 		{categoryCertManager, "the trust anchor Certificate is Ready", certificateReady(meshv1.TrustAnchorName)},
@@ -158,7 +159,7 @@ func meshConfigReady(ctx context.Context, e *Env) []Result {
 // certificate must chain to the trust bundle; else through its Service's ready endpoints.
 func serviceAnswers(service string, addr func(*Env) string) func(context.Context, *Env) []Result {
 	return func(ctx context.Context, e *Env) []Result {
-		serverName := service + "." + e.Namespace + ".svc"
+		serverName := inject.ServiceHost(service, e.Namespace)
 		if a := addr(e); a != "" {
 			roots, _, err := trustBundle(ctx, e)
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/identity"
 	"github.com/skeinmesh/skein/internal/identityclient"
+	"github.com/skeinmesh/skein/internal/inject"
 	"github.com/skeinmesh/skein/internal/spiffe"
 )
 
@@ -43,7 +44,7 @@ func (d *demo) certifyWorkload(ctx context.Context) error {
 	}
 	id := spiffe.ID{TrustDomain: "cluster.local", Namespace: ns, ServiceAccount: sa}
 	ic, err := identityclient.New(identityclient.Config{
-		Addr: d.identityAddr, ServerName: "skein-identity." + Namespace + ".svc",
+		Addr: d.identityAddr, ServerName: inject.ServiceHost(inject.IdentityService, Namespace),
 		TrustAnchors: []byte(bundle.Data[meshv1.TrustBundleKey]), Identity: id.String(), TokenPath: tokenPath,
 	})
 	if err != nil {

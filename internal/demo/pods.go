@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
+	"github.com/skeinmesh/skein/internal/inject"
 	"github.com/skeinmesh/skein/test/localmesh"
 )
 
@@ -37,8 +38,8 @@ func (d *demo) meshedPods(ctx context.Context) error {
 		var err error
 		if m, err = localmesh.New(ctx, d.pods, localmesh.Options{
 			Client: d.cluster.Client, Network: d.network, IdentityAddr: d.identityAddr,
-			IdentityServerName: "skein-identity." + Namespace + ".svc", TrustAnchors: bundle.Data[meshv1.TrustBundleKey],
-			XDSAddrs: []string{d.xdsAddr}, XDSServerName: "skein-xds." + Namespace + ".svc",
+			IdentityServerName: inject.ServiceHost(inject.IdentityService, Namespace), TrustAnchors: bundle.Data[meshv1.TrustBundleKey],
+			XDSAddrs: []string{d.xdsAddr}, XDSServerName: inject.ServiceHost(inject.XDSService, Namespace),
 		}); err != nil {
 			d.pods.Fatal(err)
 		}

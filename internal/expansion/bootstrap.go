@@ -19,12 +19,14 @@ import (
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/identity"
+	"github.com/skeinmesh/skein/internal/inject"
 	"github.com/skeinmesh/skein/internal/spiffe"
 	"github.com/skeinmesh/skein/internal/xdsnames"
+	"github.com/skeinmesh/skein/proxy/iptables"
 )
 
 // ProxyUID is the user skein-proxy runs as on the host; proxy-init exempts it from the redirect.
-const ProxyUID = 2102
+const ProxyUID = iptables.DefaultProxyUID
 
 // Options say which workload to bootstrap and how its host reaches the control plane.
 type Options struct {
@@ -133,9 +135,9 @@ func (o Options) env(ew *meshv1.ExternalWorkload, id spiffe.ID) string {
 	vars := [][2]string{
 		{"SKEIN_IDENTITY", id.String()},
 		{"SKEIN_IDENTITY_ADDR", o.IdentityAddr},
-		{"SKEIN_IDENTITY_SERVER_NAME", "skein-identity." + o.ControlPlaneNamespace + ".svc"},
+		{"SKEIN_IDENTITY_SERVER_NAME", inject.ServiceHost(inject.IdentityService, o.ControlPlaneNamespace)},
 		{"SKEIN_XDS_ADDR", o.XDSAddr},
-		{"SKEIN_XDS_SERVER_NAME", "skein-xds." + o.ControlPlaneNamespace + ".svc"},
+		{"SKEIN_XDS_SERVER_NAME", inject.ServiceHost(inject.XDSService, o.ControlPlaneNamespace)},
 		{"SKEIN_NODE_ID", xdsnames.NodeID(ew.Name, ew.Namespace)},
 		{"SKEIN_TOKEN_PATH", filepath.Join(o.ConfigDir, TokenFile)},
 		{"SKEIN_TRUST_ANCHORS", "@" + filepath.Join(o.ConfigDir, AnchorsFile)},

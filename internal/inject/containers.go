@@ -36,6 +36,12 @@ const (
 	tokenLifetime = 24 * 3600
 )
 
+// ServiceHost is the DNS name of a control-plane Service in its namespace, which the control plane's
+// certificate carries and proxies check.
+func ServiceHost(service, controlPlaneNamespace string) string {
+	return service + "." + controlPlaneNamespace + ".svc"
+}
+
 // proxyContainer is skein-proxy, configured through its environment.
 func (c Config) proxyContainer(m meshv1.MeshConfigSpec, o overrides) (corev1.Container, error) {
 	resources, err := proxyResources(m.Proxy.Resources, o)
@@ -47,8 +53,8 @@ func (c Config) proxyContainer(m meshv1.MeshConfigSpec, o overrides) (corev1.Con
 		logLevel = o.logLevel
 	}
 	ports := m.Proxy.Ports
-	identityHost := IdentityService + "." + c.ControlPlaneNamespace + ".svc"
-	xdsHost := XDSService + "." + c.ControlPlaneNamespace + ".svc"
+	identityHost := ServiceHost(IdentityService, c.ControlPlaneNamespace)
+	xdsHost := ServiceHost(XDSService, c.ControlPlaneNamespace)
 	env := []corev1.EnvVar{
 		fieldEnv("POD_NAME", "metadata.name"),
 		fieldEnv("POD_NAMESPACE", "metadata.namespace"),
