@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -211,16 +209,7 @@ func (d *demo) applySamples(ctx context.Context) error {
 // waitForWebhooks waits until the control plane serves the admission webhooks: until then the API
 // server refuses TrafficSplits, as their webhook fails closed.
 func (d *demo) waitForWebhooks(ctx context.Context) error {
-	addr := net.JoinHostPort(d.cluster.Webhook.Host, strconv.Itoa(d.cluster.Webhook.Port))
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			return conn.Close()
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("the control plane does not serve its admission webhooks at %s: %w", addr, err)
-		}
-	}
+	return d.cluster.Webhook.Wait(ctx)
 }
 
 // refuseLoop shows the TrafficSplit webhook at work: a split that would send web-canary's traffic

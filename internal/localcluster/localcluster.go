@@ -8,10 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -60,6 +63,21 @@ type WebhookServing struct {
 	Host    string
 	Port    int
 	CertDir string
+}
+
+// Wait waits up to 30 seconds for something to accept connections at w, so that the API server's
+// first call to the webhooks does not fail.
+func (w *WebhookServing) Wait(ctx context.Context) error {
+	addr := net.JoinHostPort(w.Host, strconv.Itoa(w.Port))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			return conn.Close()
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the admission webhooks are not served at %s: %w", addr, err)
+		}
+	}
 }
 
 // Start starts an API server and installs the CRDs.

@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -285,7 +284,7 @@ func StartControlPlaneWith(cfg *rest.Config, o ControlPlaneOptions) (*ControlPla
 		return nil, fmt.Errorf("the control plane's caches did not sync: %w", <-cp.done)
 	}
 	if o.Webhook != nil {
-		if err := waitServing(o.Webhook); err != nil {
+		if err := o.Webhook.Wait(ctx); err != nil {
 			cancel()
 			return nil, errors.Join(err, <-cp.done)
 		}
@@ -314,7 +313,7 @@ func StartWebhooks(c *Cluster) (stop func() error, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	if err := waitServing(c.Webhook); err != nil {
+	if err := c.Webhook.Wait(ctx); err != nil {
 		cancel()
 		return nil, errors.Join(err, <-done)
 	}
@@ -327,21 +326,6 @@ func webhookServer(w *localcluster.WebhookServing) webhook.Server {
 		return nil
 	}
 	return webhook.NewServer(webhook.Options{Host: w.Host, Port: w.Port, CertDir: w.CertDir})
-}
-
-// waitServing waits until the webhook server accepts connections, so that the API server's first
-// call does not fail.
-func waitServing(w *localcluster.WebhookServing) error {
-	addr := net.JoinHostPort(w.Host, strconv.Itoa(w.Port))
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			return conn.Close()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the admission webhooks are not served at %s: %w", addr, err)
-		}
-	}
 }
 
 // Issuer is the issuer the identity service signs with now.
