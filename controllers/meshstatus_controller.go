@@ -115,7 +115,7 @@ func (r *MeshStatusReconciler) reconcileMeshedPods(ctx context.Context, ms *mesh
 	var total, meshed int32
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.Spec.HostNetwork {
+		if !meshv1.InMeshScope(pod) {
 			continue
 		}
 		total++

@@ -13,3 +13,9 @@ func IsMeshed(pod *corev1.Pod) bool {
 	}
 	return false
 }
+
+// InMeshScope tells whether a pod counts in "meshed/total" figures: one that has not finished and
+// has a network of its own, which a proxy could serve.
+func InMeshScope(pod *corev1.Pod) bool {
+	return pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed && !pod.Spec.HostNetwork
+}

@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"sort"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
@@ -16,7 +13,7 @@ import (
 )
 
 // KubeCluster reads workloads and TrafficSplits from the API server, naming workloads as the
-// control plane does (telemetry.WorkloadOf), so that both sources' rows have the same names.
+// control plane does (telemetry.WorkloadName), so that both sources' rows have the same names.
 type KubeCluster struct {
 	Client client.Reader
 }
@@ -55,7 +52,7 @@ func (k KubeCluster) pods(ctx context.Context, namespace string) ([]*corev1.Pod,
 	var pods []*corev1.Pod
 	for i := range list.Items {
 		pod := &list.Items[i]
-		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.Spec.HostNetwork {
+		if !meshv1.InMeshScope(pod) {
 			continue
 		}
 		pods = append(pods, pod)
@@ -73,13 +70,7 @@ func (k KubeCluster) Workloads(ctx context.Context, namespace string) ([]Workloa
 	groups := map[key]*WorkloadPods{}
 	meshed := map[key]int{}
 	for _, pod := range pods {
-		name := telemetry.WorkloadOf(pod, func(rs string) *metav1.OwnerReference {
-			set := &appsv1.ReplicaSet{}
-			if err := k.Client.Get(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: rs}, set); err != nil {
-				return nil
-			}
-			return metav1.GetControllerOf(set)
-		})
+		name := telemetry.WorkloadName(ctx, k.Client, pod)
 		kk := key{pod.Namespace, name}
 		w, ok := groups[kk]
 		if !ok {

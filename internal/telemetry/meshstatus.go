@@ -51,7 +51,7 @@ func (w *StatusWriter) Publish(ctx context.Context, f *Figures, _ Settings) erro
 	meshed := map[string]bool{}
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.Spec.HostNetwork {
+		if !meshv1.InMeshScope(pod) {
 			continue
 		}
 		byNamespace[pod.Namespace] = append(byNamespace[pod.Namespace], pod)
@@ -187,7 +187,7 @@ func (w *StatusWriter) services(ctx context.Context, ns string, f *Figures) ([]m
 func (w *StatusWriter) workloads(ctx context.Context, ns string, pods []*corev1.Pod, f *Figures) []meshv1.WorkloadStatus {
 	groups := map[string][]*corev1.Pod{}
 	for _, pod := range pods {
-		name := workloadName(ctx, w.Client, pod)
+		name := WorkloadName(ctx, w.Client, pod)
 		groups[name] = append(groups[name], pod)
 	}
 	var out []meshv1.WorkloadStatus

@@ -130,7 +130,7 @@ func (c *Component) Round(ctx context.Context, s Settings) error {
 			continue
 		}
 		seen[pod.Namespace+"/"+pod.Name] = true
-		p := Proxy{Namespace: pod.Namespace, Pod: pod.Name, Workload: workloadName(ctx, c.Client, pod)}
+		p := Proxy{Namespace: pod.Namespace, Pod: pod.Name, Workload: WorkloadName(ctx, c.Client, pod)}
 		url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(s.AdminPort))) + "/metrics"
 		wg.Add(1)
 		slots <- struct{}{}
@@ -180,9 +180,9 @@ func (c *Component) scrape(ctx context.Context, url string) (map[string]*dto.Met
 	return families, nil
 }
 
-// workloadName names the pod's workload: its controller, a ReplicaSet's Deployment rather than
+// WorkloadName names the pod's workload: its controller, a ReplicaSet's Deployment rather than
 // the ReplicaSet, or the pod itself when nothing controls it.
-func workloadName(ctx context.Context, c client.Client, pod *corev1.Pod) string {
+func WorkloadName(ctx context.Context, c client.Reader, pod *corev1.Pod) string {
 	return WorkloadOf(pod, func(name string) *metav1.OwnerReference {
 		rs := &appsv1.ReplicaSet{}
 		if err := c.Get(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: name}, rs); err != nil {
