@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -304,7 +303,7 @@ func (r *ExternalWorkloadReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})
 	sliceOwner := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		name := o.GetLabels()[meshv1.ExternalWorkloadLabel]
-		if name == "" || strings.Contains(name, "/") {
+		if name == "" {
 			return nil
 		}
 		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
