@@ -132,3 +132,17 @@ const (
 	// ExternalWorkload, the workload they belong to.
 	ExternalWorkloadLabel = "mesh.skein.dev/external-workload"
 )
+
+// Multicluster labels and names.
+const (
+	// MirroredFromLabel on a Service or EndpointSlice a Link mirrors names the Link's target
+	// cluster; only objects with it are ever changed or deleted by the Link controller.
+	MirroredFromLabel = "mesh.skein.dev/mirrored-from"
+	// LinkLabel on a mirrored object names the Link (in the same namespace as the Link) that made it.
+	LinkLabel = "mesh.skein.dev/link"
+	// RemoteServiceAnnotation on a mirrored Service is the remote Service it mirrors, <name>.<namespace>.
+	RemoteServiceAnnotation = "mesh.skein.dev/remote-service"
+	// GatewayName names the multicluster gateway's Deployment, Service and ServiceAccount in the
+	// control plane's namespace; its identity is that ServiceAccount's.
+	GatewayName = "skein-gateway"
+)

@@ -32,6 +32,10 @@ const (
 	FieldIdentity = "identity"
 	// FieldOpaque on a Listener is true when the port carries opaque TCP, without protocol detection.
 	FieldOpaque = "opaque"
+	// FieldGatewayTarget on an LbEndpoint says the endpoint is a linked cluster's multicluster
+	// gateway, and names the service port the gateway is to forward to: its Authority in the
+	// remote cluster. The endpoint's identity is then the gateway's.
+	FieldGatewayTarget = "gatewayTarget"
 )
 
 // Authority is the name of a service port's resources, and the host:port its clients use.

@@ -23,6 +23,9 @@ type Endpoint struct {
 	// Identity is the SPIFFE ID its proxy presents; empty for an endpoint without a proxy, which is
 	// reached in plain text.
 	Identity string `json:"identity,omitempty"`
+	// GatewayTarget, when set, makes the endpoint a linked cluster's gateway, which forwards to
+	// the service with this authority in its own cluster (see xdsnames.FieldGatewayTarget).
+	GatewayTarget string `json:"gatewayTarget,omitempty"`
 }
 
 // Service is a destination reached through its endpoints.
