@@ -138,7 +138,8 @@ const (
 	// MirroredFromLabel on a Service or EndpointSlice a Link mirrors names the Link's target
 	// cluster; only objects with it are ever changed or deleted by the Link controller.
 	MirroredFromLabel = "mesh.skein.dev/mirrored-from"
-	// LinkLabel on a mirrored object names the Link (in the same namespace as the Link) that made it.
+	// LinkLabel on a mirrored object names the Link that made it, as <namespace>.<name>. Mirrored
+	// Services live in the remote Service's namespace, which need not be the Link's.
 	LinkLabel = "mesh.skein.dev/link"
 	// RemoteServiceAnnotation on a mirrored Service is the remote Service it mirrors, <name>.<namespace>.
 	RemoteServiceAnnotation = "mesh.skein.dev/remote-service"
