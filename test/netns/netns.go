@@ -274,6 +274,19 @@ func (p *Pod) runProxyInit(ctx context.Context, proxyInit string, args ...string
 	return nil
 }
 
+// SetLink brings the host end of the pod's veth down or up: down cuts the pod off from its
+// network and the host, as a network partition would, while its processes keep running.
+func (p *Pod) SetLink(up bool) error {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	if err := ip("link", "set", p.hostVeth, state); err != nil {
+		return fmt.Errorf("setting pod %s's link %s: %w", p.Name, state, err)
+	}
+	return nil
+}
+
 // Delete kills what still runs in the pod and removes it. It runs at the end of the test anyway;
 // calling it again does nothing.
 func (p *Pod) Delete() error {

@@ -171,6 +171,22 @@ func TestNetworks(t *testing.T) {
 		if out, err := pods[1].Command(t.Context(), string(nettool), "dial", "-timeout", "3s", target).CombinedOutput(); err == nil {
 			t.Errorf("a pod of network two reached %s in network one: %s", target, out)
 		}
+		// SetLink cuts a pod off and brings it back, as the multicluster suite's partition does.
+		if err := pods[0].SetLink(false); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := net.DialTimeout("tcp", target, 2*time.Second); err == nil {
+			c.Close()
+			t.Errorf("the host reached %s with the pod's link down", target)
+		}
+		if err := pods[0].SetLink(true); err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.DialTimeout("tcp", target, 10*time.Second)
+		if err != nil {
+			t.Fatalf("the host cannot reach %s once the pod's link is up again: %v", target, err)
+		}
+		c.Close()
 	})
 	for _, bridge := range bridges {
 		if _, err := os.Stat(filepath.Join("/sys/class/net", bridge)); !errors.Is(err, os.ErrNotExist) {
