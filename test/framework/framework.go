@@ -168,7 +168,16 @@ func ApplyMeshConfig(ctx context.Context, c *Cluster) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.Kubectl(ctx, nil, "apply", "-f", filepath.Join(root, "config", "samples", "mesh_v1alpha1_meshconfig.yaml")); err != nil {
+	sample, err := os.ReadFile(filepath.Join(root, "config", "samples", "mesh_v1alpha1_meshconfig.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	return ApplyMeshConfigYAML(ctx, c, sample)
+}
+
+// ApplyMeshConfigYAML is ApplyMeshConfig with a MeshConfig of the caller's.
+func ApplyMeshConfigYAML(ctx context.Context, c *Cluster, doc []byte) ([]byte, error) {
+	if _, err := c.Kubectl(ctx, doc, "apply", "-f", "-"); err != nil {
 		return nil, err
 	}
 	deadline := time.Now().Add(time.Minute)
