@@ -80,6 +80,8 @@ func Installed() []Check {
 		{categoryCertificates, "the identity issuer is valid", issuerValid},
 		{categoryDataPlane, "the meshed proxies are connected", proxiesConnected},
 		{categoryDataPlane, "the meshed proxies run the configured image", proxyVersions},
+		{categoryMulticluster, "the multicluster gateway is available", gatewayAvailable},
+		{categoryMulticluster, "the Links to other clusters are Ready", linksReady},
 	}
 }
 
