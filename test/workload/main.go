@@ -60,7 +60,8 @@ func main() {
 	}
 }
 
-// serve answers HTTP (1.1 and h2c) with "<proto> <path> <client identity> <body>" and echoes TCP lines.
+// serve answers HTTP (1.1 and h2c) with "<proto> <path> <client identity> <body>", followed by
+// " forwarded-for=<identity>" when a multicluster gateway forwarded the request, and echoes TCP lines.
 func serve(httpAddr, tcpAddr string, b *behaviour) error {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if b.answer(w) {
@@ -76,6 +77,10 @@ func serve(httpAddr, tcpAddr string, b *behaviour) error {
 		}
 		w.Header().Set("Served-By", os.Getenv("POD_NAME"))
 		fmt.Fprintf(w, "%s %s %s %s", r.Proto, r.URL.Path, r.Header.Get("Skein-Client-Id"), b)
+		// Behind a multicluster gateway, the caller the gateway vouches for.
+		if id := r.Header.Get("Skein-Forwarded-Client-Id"); id != "" {
+			fmt.Fprintf(w, " forwarded-for=%s", id)
+		}
 	})
 	l, err := net.Listen("tcp", tcpAddr)
 	if err != nil {
