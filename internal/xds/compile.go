@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -42,7 +43,8 @@ type ServiceInput struct {
 	// Serving tells whether a Service of the namespace exists and has a ready endpoint: a split's
 	// backend that does not gets no share, which goes to those that do.
 	Serving func(service string) bool
-	// Identity is the SPIFFE ID of the workload an endpoint points at, or "" when it has no proxy.
+	// Identity is the SPIFFE ID of the workload an endpoint points at, or "" when it has no proxy;
+	// for a linked cluster's gateway (an endpoint whose TargetRef is a Link), the gateway's.
 	Identity func(discoveryv1.Endpoint) string
 	// Opaque tells whether a port carries opaque TCP.
 	Opaque func(port int32) bool
@@ -67,9 +69,27 @@ func Compile(in ServiceInput) Resources {
 		add(out, name, listener(name, svc, port, in.Opaque(port.Port)))
 		add(out, name, routeConfig(name, svc, port, in.Split, in.Serving))
 		add(out, name, cluster(name))
-		add(out, name, loadAssignment(name, port, in.Slices, in.Identity))
+		add(out, name, loadAssignment(name, port, in.Slices, in.Identity, gatewayTarget(svc, port)))
 	}
 	return out
+}
+
+// gatewayTarget is, for a Service a Link mirrors, the remote service port its gateway endpoints
+// forward to: the Authority of the Service named by its RemoteServiceAnnotation, at the same port.
+// An endpoint that is no gateway has none; a gateway endpoint of a Service without a valid
+// annotation gets "", and is left out, since the gateway would have nowhere to forward it.
+func gatewayTarget(svc *corev1.Service, port corev1.ServicePort) func(discoveryv1.Endpoint) (target string, ok bool) {
+	name, namespace, valid := strings.Cut(svc.Annotations[meshv1.RemoteServiceAnnotation], ".")
+	valid = valid && name != "" && namespace != "" && !strings.Contains(namespace, ".")
+	return func(ep discoveryv1.Endpoint) (string, bool) {
+		if ep.TargetRef == nil || ep.TargetRef.Kind != "Link" {
+			return "", true
+		}
+		if !valid {
+			return "", false
+		}
+		return xdsnames.Authority(name, namespace, port.Port), true
+	}
 }
 
 func add(r Resources, name string, res types.Resource) {
@@ -105,7 +125,10 @@ func listener(name string, svc *corev1.Service, port corev1.ServicePort, opaque 
 	l := &listenerv3.Listener{
 		Name:        name,
 		ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(manager)},
-		Metadata:    metadata(map[string]any{xdsnames.FieldOpaque: opaque}),
+		Metadata: metadata(map[string]any{
+			xdsnames.FieldOpaque:   opaque,
+			xdsnames.FieldExported: svc.Labels[meshv1.ExportedLabel] == "true",
+		}),
 	}
 	for i, ip := range clusterIPs(svc) {
 		addr := socketAddress(ip, uint32(port.Port))
@@ -196,7 +219,8 @@ func cluster(name string) *clusterv3.Cluster {
 
 // loadAssignment lists the endpoints that serve a port: ready ones as healthy, terminating ones
 // that still serve as draining (no new requests, in-flight ones finish).
-func loadAssignment(name string, port corev1.ServicePort, slices []discoveryv1.EndpointSlice, identity func(discoveryv1.Endpoint) string) *endpointv3.ClusterLoadAssignment {
+func loadAssignment(name string, port corev1.ServicePort, slices []discoveryv1.EndpointSlice, identity func(discoveryv1.Endpoint) string,
+	gatewayTarget func(discoveryv1.Endpoint) (string, bool)) *endpointv3.ClusterLoadAssignment {
 	var lbs []*endpointv3.LbEndpoint
 	seen := map[netip.AddrPort]bool{}
 	for _, slice := range slices {
@@ -212,6 +236,10 @@ func loadAssignment(name string, port corev1.ServicePort, slices []discoveryv1.E
 			if !ok {
 				continue
 			}
+			forward, ok := gatewayTarget(ep)
+			if !ok {
+				continue
+			}
 			for _, a := range ep.Addresses {
 				ip, err := netip.ParseAddr(a)
 				if err != nil || seen[netip.AddrPortFrom(ip, uint16(target))] {
@@ -221,6 +249,9 @@ func loadAssignment(name string, port corev1.ServicePort, slices []discoveryv1.E
 				fields := map[string]any{}
 				if id := identity(ep); id != "" {
 					fields[xdsnames.FieldIdentity] = id
+				}
+				if forward != "" {
+					fields[xdsnames.FieldGatewayTarget] = forward
 				}
 				lbs = append(lbs, &endpointv3.LbEndpoint{
 					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(ip.String(), uint32(target))}},

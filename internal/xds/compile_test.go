@@ -175,3 +175,73 @@ func TestCacheSetSendsOnlyChanges(t *testing.T) {
 		g.Expect(c.Len(typ)).To(BeZero(), "a deleted Service's %s is removed", typ)
 	}
 }
+
+func TestCompileMirroredServiceAndExportedFlag(t *testing.T) {
+	gateway := discoveryv1.Endpoint{Addresses: []string{"192.0.2.7"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+		TargetRef: &corev1.ObjectReference{Kind: "Link", Namespace: "skein-system", Name: "east"}}
+	gatewayID := "spiffe://east.example/ns/skein-system/sa/skein-gateway"
+	identity := func(ep discoveryv1.Endpoint) string {
+		if ep.TargetRef.Kind == "Link" {
+			return gatewayID
+		}
+		return identityOfPod(ep)
+	}
+	fields := func(res Resources, typ, name string) map[string]any {
+		var md *corev3.Metadata
+		switch r := res[typ][name].(type) {
+		case *listenerv3.Listener:
+			md = r.GetMetadata()
+		case *endpointv3.ClusterLoadAssignment:
+			lbs := r.GetEndpoints()
+			if len(lbs) == 0 || len(lbs[0].GetLbEndpoints()) == 0 {
+				return nil
+			}
+			md = lbs[0].GetLbEndpoints()[0].GetMetadata()
+		}
+		return md.GetFilterMetadata()[xdsnames.MetadataKey].AsMap()
+	}
+	tests := []struct {
+		name       string
+		labels     map[string]string
+		annotation string
+		// wantTarget is the gateway endpoint's target; "" means the endpoint is left out.
+		wantTarget   string
+		wantExported bool
+	}{
+		{name: "mirrored", annotation: "web.shop", wantTarget: "web.shop.svc.cluster.local:8080"},
+		{name: "mirrored from another namespace", annotation: "web.orders", wantTarget: "web.orders.svc.cluster.local:8080"},
+		{name: "no annotation", annotation: ""},
+		{name: "annotation without a namespace", annotation: "web"},
+		{name: "annotation with too many parts", annotation: "web.shop.svc"},
+		{name: "exported", labels: map[string]string{meshv1.ExportedLabel: "true"}, annotation: "web.shop", wantTarget: "web.shop.svc.cluster.local:8080", wantExported: true},
+		{name: "export label not true", labels: map[string]string{meshv1.ExportedLabel: "yes"}, annotation: "web.shop", wantTarget: "web.shop.svc.cluster.local:8080"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			svc := service(corev1.ServicePort{Name: "http", Port: 8080})
+			svc.Name, svc.Labels = "web-east", tt.labels
+			if tt.annotation != "" {
+				svc.Annotations = map[string]string{meshv1.RemoteServiceAnnotation: tt.annotation}
+			}
+			res := Compile(ServiceInput{Service: svc, Slices: []discoveryv1.EndpointSlice{slice(4143, gateway)}, Identity: identity,
+				Opaque: func(int32) bool { return false }})
+			name := xdsnames.Authority("web-east", "shop", 8080)
+			g.Expect(fields(res, resource.ListenerType, name)).To(HaveKeyWithValue(xdsnames.FieldExported, tt.wantExported))
+			ep := fields(res, resource.EndpointType, name)
+			if tt.wantTarget == "" {
+				g.Expect(ep).To(BeNil(), "a gateway endpoint with no target is left out")
+				return
+			}
+			g.Expect(ep).To(HaveKeyWithValue(xdsnames.FieldGatewayTarget, tt.wantTarget))
+			g.Expect(ep).To(HaveKeyWithValue(xdsnames.FieldIdentity, gatewayID))
+		})
+	}
+	// A pod's endpoint never carries a target, even in a Service with the annotation.
+	g := NewWithT(t)
+	svc := service(corev1.ServicePort{Name: "http", Port: 80})
+	svc.Annotations = map[string]string{meshv1.RemoteServiceAnnotation: "web.shop"}
+	res := Compile(ServiceInput{Service: svc, Slices: []discoveryv1.EndpointSlice{slice(8080, endpoint("10.0.0.2", "web", discoveryv1.EndpointConditions{}))},
+		Identity: identity, Opaque: func(int32) bool { return false }})
+	g.Expect(fields(res, resource.EndpointType, xdsnames.Authority("web", "shop", 80))).NotTo(HaveKey(xdsnames.FieldGatewayTarget))
+}

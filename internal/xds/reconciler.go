@@ -37,7 +37,7 @@ type ServiceReconciler struct {
 
 // +kubebuilder:rbac:groups="",resources=services;pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
-// +kubebuilder:rbac:groups=mesh.skein.dev,resources=trafficsplits;externalworkloads,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mesh.skein.dev,resources=trafficsplits;externalworkloads;links,verbs=get;list;watch
 
 // Reconcile compiles one Service.
 func (r *ServiceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -190,6 +190,15 @@ func (ids *identities) of(ep discoveryv1.Endpoint) string {
 			return ""
 		}
 		return ew.Spec.MeshTLS.Identity
+	case "Link":
+		// The endpoint is a linked cluster's gateway (a mirrored Service's), which presents the
+		// identity its Link names.
+		link := &meshv1.Link{}
+		if err := ids.client.Get(ids.ctx, key, link); err != nil {
+			ids.missing = true
+			return ""
+		}
+		return link.Spec.GatewayIdentity
 	}
 	return ""
 }
@@ -249,8 +258,22 @@ func (r *ServiceReconciler) servicesOf(ctx context.Context, namespace, kind, nam
 	return reqs
 }
 
+// mirroredBy are the Services a Link mirrors, in any namespace.
+func (r *ServiceReconciler) mirroredBy(ctx context.Context, namespace, name string) []reconcile.Request {
+	services := &corev1.ServiceList{}
+	if err := r.List(ctx, services, client.MatchingLabels{meshv1.LinkLabel: namespace + "." + name}); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(services.Items))
+	for _, s := range services.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}})
+	}
+	return reqs
+}
+
 // SetupWithManager compiles a Service again when it, one of its EndpointSlices, a TrafficSplit
-// naming it as apex, an ExternalWorkload among its endpoints, or the MeshConfig changes.
+// naming it as apex, an ExternalWorkload among its endpoints, the Link that mirrors it, or the
+// MeshConfig changes.
 func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	bySliceOwner := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		name := o.GetLabels()[discoveryv1.LabelServiceName]
@@ -276,6 +299,11 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	byWorkload := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		return r.servicesOf(ctx, o.GetNamespace(), "ExternalWorkload", o.GetName())
 	})
+	// A Link's gateway identity is its mirrored Services' endpoints' identity. They live in the
+	// remote Services' namespaces, found by their LinkLabel.
+	byLink := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.mirroredBy(ctx, o.GetNamespace(), o.GetName())
+	})
 	all := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 		services := &corev1.ServiceList{}
 		if err := r.List(ctx, services); err != nil {
@@ -294,6 +322,7 @@ func (r *ServiceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&discoveryv1.EndpointSlice{}, bySliceOwner).
 		Watches(&meshv1.TrafficSplit{}, byApex).
 		Watches(&meshv1.ExternalWorkload{}, byWorkload).
+		Watches(&meshv1.Link{}, byLink).
 		Watches(&meshv1.MeshConfig{}, all).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), MaxConcurrentReconciles: 2}).
 		Complete(r)

@@ -6,7 +6,7 @@
 // service's authority "<service>.<namespace>.svc.cluster.local:<port>":
 //   - a Listener with an HTTP connection manager as api_listener (what grpc-go asks for), whose
 //     address and additional addresses are the ClusterIPs, and whose metadata says whether the port
-//     is opaque;
+//     is opaque and whether the Service is exported to linked clusters;
 //   - a RouteConfiguration with one virtual host for the authority and its shorter forms, routing
 //     to the service's cluster or, under a TrafficSplit, to weighted clusters;
 //   - a Cluster of type EDS over ADS;
@@ -36,6 +36,9 @@ const (
 	// gateway, and names the service port the gateway is to forward to: its Authority in the
 	// remote cluster. The endpoint's identity is then the gateway's.
 	FieldGatewayTarget = "gatewayTarget"
+	// FieldExported on a Listener is true when the Service is exported to linked clusters (labelled
+	// mesh.skein.dev/exported=true): only then does this cluster's multicluster gateway forward to it.
+	FieldExported = "exported"
 )
 
 // Authority is the name of a service port's resources, and the host:port its clients use.
@@ -63,4 +66,50 @@ func ParseNodeID(id string) (name, namespace string, err error) {
 		return "", "", fmt.Errorf("node ID %q is not <pod>.<namespace>", id)
 	}
 	return id[:i], id[i+1:], nil
+}
+
+// ServicePort is a service port named by its Authority.
+type ServicePort struct {
+	Service, Namespace string
+	Port               int32
+}
+
+// ParseAuthority reads an Authority back, strictly: "<service>.<namespace>.svc.cluster.local:<port>"
+// with DNS labels and a port in 1-65535. A gateway checks the target a peer names with it.
+func ParseAuthority(a string) (ServicePort, error) {
+	host, port, ok := strings.Cut(a, ":")
+	if !ok {
+		return ServicePort{}, fmt.Errorf("authority %q has no :port", a)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 || port[0] == '0' || port[0] == '+' {
+		return ServicePort{}, fmt.Errorf("authority %q: port %q is not a number in 1-65535", a, port)
+	}
+	suffix := ".svc." + ClusterDomain
+	if !strings.HasSuffix(host, suffix) {
+		return ServicePort{}, fmt.Errorf("authority %q does not end in %s:<port>", a, suffix)
+	}
+	service, namespace, ok := strings.Cut(strings.TrimSuffix(host, suffix), ".")
+	if !ok {
+		return ServicePort{}, fmt.Errorf("authority %q names no namespace: <service>.<namespace>%s:<port>", a, suffix)
+	}
+	for what, label := range map[string]string{"service": service, "namespace": namespace} {
+		if !isLabel(label) {
+			return ServicePort{}, fmt.Errorf("authority %q: %s %q is not a DNS label (a-z, 0-9 and '-', at most 63)", a, what, label)
+		}
+	}
+	return ServicePort{Service: service, Namespace: namespace, Port: int32(p)}, nil
+}
+
+// isLabel tells whether s is an RFC 1123 DNS label, as Service and namespace names are.
+func isLabel(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -38,6 +38,8 @@ type Service struct {
 	Addrs []netip.AddrPort `json:"addrs,omitempty"`
 	// Opaque services are carried as TCP, without protocol detection.
 	Opaque bool `json:"opaque,omitempty"`
+	// Exported services may be reached from linked clusters through this cluster's gateway.
+	Exported bool `json:"exported,omitempty"`
 	// Endpoints serve the service.
 	Endpoints []Endpoint `json:"endpoints"`
 	// Draining endpoints take no new requests but are still known by address, with their identity.

@@ -30,8 +30,13 @@ const (
 	// OrigProtoHeader tells the inbound proxy that a request was HTTP/1 at the client, so that it is
 	// sent to the application as HTTP/1 again.
 	OrigProtoHeader = "Skein-Orig-Proto"
-	// ClientIDHeader tells the application the verified identity of the calling workload.
+	// ClientIDHeader tells the application the verified identity of the calling workload: behind a
+	// multicluster gateway, the gateway's.
 	ClientIDHeader = "Skein-Client-Id"
+	// ForwardedClientIDHeader, set by a multicluster gateway, is the verified identity of the
+	// workload in the linked cluster that called the gateway. Only gateways set it (every other
+	// proxy removes it), so it is to be believed when ClientIDHeader is a gateway's identity.
+	ForwardedClientIDHeader = "Skein-Forwarded-Client-Id"
 )
 
 // Proxy serves the inbound port.

@@ -21,6 +21,9 @@ import (
 const (
 	Inbound  = "inbound"
 	Outbound = "outbound"
+	// Gateway is what a multicluster gateway forwards from linked clusters: client_id is the
+	// caller in the linked cluster, dst_service and server_id where the gateway sent it.
+	Gateway = "gateway"
 )
 
 // OtherAuthority is the label value of authorities (and peer identities) beyond the bound.
@@ -55,6 +58,7 @@ type Proxy struct {
 	tcpClose  *prometheus.CounterVec
 	tcpRead   *prometheus.CounterVec
 	tcpWrite  *prometheus.CounterVec
+	refused   *prometheus.CounterVec
 
 	authorities, serverIDs, clientIDs *bounded
 }
@@ -67,15 +71,17 @@ func New(reg prometheus.Registerer, maxAuthorities int) *Proxy {
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "response_total", Help: "HTTP responses sent, by status code and classification."}, append(httpLabels[:len(httpLabels):len(httpLabels)], "status_code", "classification")),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "response_latency_ms", Help: "Time to the response's headers, in milliseconds.",
 			Buckets: latencyBuckets}, append(httpLabels[:len(httpLabels):len(httpLabels)], "classification")),
-		tcpOpen:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_open_total", Help: "TCP connections opened."}, tcpLabels),
-		tcpClose:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_close_total", Help: "TCP connections closed."}, tcpLabels),
-		tcpRead:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_read_bytes_total", Help: "Bytes read from clients."}, tcpLabels),
-		tcpWrite:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_write_bytes_total", Help: "Bytes written to clients."}, tcpLabels),
+		tcpOpen:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_open_total", Help: "TCP connections opened."}, tcpLabels),
+		tcpClose: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_close_total", Help: "TCP connections closed."}, tcpLabels),
+		tcpRead:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_read_bytes_total", Help: "Bytes read from clients."}, tcpLabels),
+		tcpWrite: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcp_write_bytes_total", Help: "Bytes written to clients."}, tcpLabels),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gateway_refused_total",
+			Help: "Connections a multicluster gateway refused, by reason: tls (no valid client certificate), preamble (no readable target), not_exported (a target that is no exported service here)."}, []string{"reason"}),
 		authorities: newBounded(maxAuthorities),
 		serverIDs:   newBounded(maxAuthorities),
 		clientIDs:   newBounded(maxAuthorities),
 	}
-	reg.MustRegister(p.requests, p.responses, p.latency, p.tcpOpen, p.tcpClose, p.tcpRead, p.tcpWrite)
+	reg.MustRegister(p.requests, p.responses, p.latency, p.tcpOpen, p.tcpClose, p.tcpRead, p.tcpWrite, p.refused)
 	return p
 }
 
@@ -162,6 +168,16 @@ func (p *Proxy) HTTP(direction string, base Labels, next http.Handler) http.Hand
 		p.latency.WithLabelValues(append(values, class)...).Observe(float64(rec.elapsed(start)) / float64(time.Millisecond))
 	})
 }
+
+// Reasons a gateway refuses a connection.
+const (
+	RefusedTLS         = "tls"
+	RefusedPreamble    = "preamble"
+	RefusedNotExported = "not_exported"
+)
+
+// GatewayRefused counts a connection a gateway refused.
+func (p *Proxy) GatewayRefused(reason string) { p.refused.WithLabelValues(reason).Inc() }
 
 // TCPOpen counts a client connection opened and returns it wrapped to count its bytes; done counts
 // it closed. dstService is the Service addressed (outbound), "" when unknown or inbound.

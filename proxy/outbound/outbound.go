@@ -25,6 +25,7 @@ import (
 	"github.com/skeinmesh/skein/proxy/bufpool"
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/detect"
+	"github.com/skeinmesh/skein/proxy/gateway/preamble"
 	"github.com/skeinmesh/skein/proxy/inbound"
 	"github.com/skeinmesh/skein/proxy/metrics"
 	"github.com/skeinmesh/skein/proxy/mtls"
@@ -69,7 +70,9 @@ type Proxy struct {
 type transportKey struct {
 	addr     netip.AddrPort
 	identity string
-	h2c      bool
+	// target is the gateway target: a gateway's connections each serve one target.
+	target string
+	h2c    bool
 }
 
 func (p *Proxy) init() {
@@ -130,7 +133,7 @@ func (p *Proxy) handle(conn net.Conn) {
 	conn, done := p.Metrics.TCPOpen(metrics.Outbound, false, dstService, conn)
 	defer done()
 	if p.OpaquePorts[dst.Port()] || svc != nil && svc.Opaque {
-		p.opaque(conn, dst, snap)
+		p.opaque(conn, dst, "", snap)
 		return
 	}
 	proto, conn, err := detect.Detect(conn, p.DetectTimeout)
@@ -139,7 +142,7 @@ func (p *Proxy) handle(conn net.Conn) {
 	}
 	switch proto {
 	case detect.HTTP1:
-		srv := &http.Server{Handler: p.Metrics.HTTP(metrics.Outbound, metrics.Labels{}, p.router(dst)), ReadHeaderTimeout: p.HeaderTimeout, MaxHeaderBytes: maxHeaderBytes}
+		srv := &http.Server{Handler: p.Metrics.HTTP(metrics.Outbound, metrics.Labels{}, p.router(dst, "", "")), ReadHeaderTimeout: p.HeaderTimeout, MaxHeaderBytes: maxHeaderBytes}
 		p.mu.Lock()
 		p.http1[srv] = struct{}{}
 		p.mu.Unlock()
@@ -148,10 +151,25 @@ func (p *Proxy) handle(conn net.Conn) {
 		delete(p.http1, srv)
 		p.mu.Unlock()
 	case detect.HTTP2:
-		p.h2.ServeConn(conn, &http2.ServeConnOpts{BaseConfig: p.base, Handler: p.Metrics.HTTP(metrics.Outbound, metrics.Labels{}, p.router(dst))})
+		p.h2.ServeConn(conn, &http2.ServeConnOpts{BaseConfig: p.base, Handler: p.Metrics.HTTP(metrics.Outbound, metrics.Labels{}, p.router(dst, "", ""))})
 	default:
-		p.opaque(conn, dst, snap)
+		p.opaque(conn, dst, "", snap)
 	}
+}
+
+// ForwardOpaque carries a TCP stream to one endpoint of the service with this authority, as for a
+// redirected connection to it. The multicluster gateway forwards with it.
+func (p *Proxy) ForwardOpaque(conn net.Conn, authority string) {
+	p.init()
+	p.opaque(conn, netip.AddrPort{}, authority, p.Destinations.Snapshot())
+}
+
+// Forward routes each request it serves to the service with this authority, whatever the request's
+// Host, as for a request to it from the application, telling the endpoint in
+// inbound.ForwardedClientIDHeader that forwardedFor made it. The multicluster gateway forwards with it.
+func (p *Proxy) Forward(authority, forwardedFor string) http.Handler {
+	p.init()
+	return p.router(netip.AddrPort{}, authority, forwardedFor)
 }
 
 // buffers are shared by every response body the proxy copies.
@@ -161,8 +179,8 @@ var buffers = &bufpool.Pool{}
 const maxAttempts = 3
 
 // opaque carries a TCP stream to one endpoint, trying another when one cannot be reached.
-func (p *Proxy) opaque(conn net.Conn, dst netip.AddrPort, snap *destinations.Snapshot) {
-	eps := p.endpoints(dst, "", nil, snap).Endpoints
+func (p *Proxy) opaque(conn net.Conn, dst netip.AddrPort, authority string, snap *destinations.Snapshot) {
+	eps := p.endpoints(dst, authority, nil, snap).Endpoints
 	avoid := map[netip.AddrPort]bool{}
 	for range maxAttempts {
 		ep := p.balancer.pick(eps, avoid)
@@ -176,14 +194,23 @@ func (p *Proxy) opaque(conn net.Conn, dst netip.AddrPort, snap *destinations.Sna
 	}
 }
 
-// dial connects to an endpoint: mTLS when it has an identity, plain TCP otherwise.
+// dial connects to an endpoint: mTLS when it has an identity, plain TCP otherwise. A linked
+// cluster's gateway is then told the service the connection is for.
 func (p *Proxy) dial(ctx context.Context, ep destinations.Endpoint, alpn string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: p.ConnectTimeout}
 	if ep.Identity == "" {
 		return d.DialContext(ctx, "tcp", ep.Addr.String())
 	}
 	td := &tls.Dialer{NetDialer: d, Config: mtls.Client(p.Certs, p.Roots, ep.Identity, alpn)}
-	return td.DialContext(ctx, "tcp", ep.Addr.String())
+	conn, err := td.DialContext(ctx, "tcp", ep.Addr.String())
+	if err != nil || ep.GatewayTarget == "" {
+		return conn, err
+	}
+	if err := preamble.Write(conn, ep.GatewayTarget); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("gateway %s: %w", ep.Addr, err)
+	}
+	return conn, nil
 }
 
 // endpoints are the candidates for traffic to dst (and, for an HTTP request, authority): the
@@ -232,16 +259,23 @@ func (c *choice) label(l *metrics.Labels, ep destinations.Endpoint) {
 	l.ServerID, l.TLS = ep.Identity, ep.Identity != ""
 }
 
-// router forwards the requests of one client connection, each to the endpoint the balancer picks.
-func (p *Proxy) router(dst netip.AddrPort) http.Handler {
+// router forwards the requests of one client connection, each to the endpoint the balancer picks
+// among those of the service the request names or, when authority is set, of that service.
+// forwardedFor, set by a gateway only, is the identity of its peer.
+func (p *Proxy) router(dst netip.AddrPort, authority, forwardedFor string) http.Handler {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", pr.In.Host
 			pr.Out.Host = pr.In.Host
 			pr.Out.Header.Del(inbound.ClientIDHeader)
 			pr.Out.Header.Del(inbound.OrigProtoHeader)
+			// Only a gateway says who called it: an application cannot claim another's identity.
+			pr.Out.Header.Del(inbound.ForwardedClientIDHeader)
+			if forwardedFor != "" {
+				pr.Out.Header.Set(inbound.ForwardedClientIDHeader, forwardedFor)
+			}
 		},
-		Transport:  &routeTransport{p: p, dst: dst},
+		Transport:  &routeTransport{p: p, dst: dst, authority: authority},
 		BufferPool: buffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			p.Log.Info("Request failed", "authority", r.Host, "err", err)
@@ -260,11 +294,17 @@ func (p *Proxy) router(dst netip.AddrPort) http.Handler {
 type routeTransport struct {
 	p   *Proxy
 	dst netip.AddrPort
+	// authority, when set, is the service every request goes to.
+	authority string
 }
 
 func (rt *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := rt.p
-	c := p.endpoints(rt.dst, req.Host, req, p.Destinations.Snapshot())
+	authority := rt.authority
+	if authority == "" {
+		authority = req.Host
+	}
+	c := p.endpoints(rt.dst, authority, req, p.Destinations.Snapshot())
 	eps := c.Endpoints
 	labels := metrics.LabelsFrom(req.Context())
 	var avoid map[netip.AddrPort]bool // made on the first failure only: most requests need none
@@ -360,7 +400,7 @@ func retryable(req *http.Request, err error) bool {
 // transport is the client for an endpoint, kept so that connections are reused: HTTP/2 over mTLS
 // to a proxy (every request multiplexed on one connection), else what the client spoke.
 func (p *Proxy) transport(ep destinations.Endpoint, h2 bool) http.RoundTripper {
-	key := transportKey{addr: ep.Addr, identity: ep.Identity, h2c: h2}
+	key := transportKey{addr: ep.Addr, identity: ep.Identity, target: ep.GatewayTarget, h2c: h2}
 	if ep.Identity != "" {
 		key.h2c = false
 	}

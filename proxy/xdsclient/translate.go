@@ -33,8 +33,8 @@ const (
 
 // listener is what the proxy uses of a Listener: one service.
 type listener struct {
-	addrs  []netip.AddrPort
-	opaque bool
+	addrs            []netip.AddrPort
+	opaque, exported bool
 	// routeName is the RouteConfiguration to ask for; "" when the route configuration is inline.
 	routeName string
 	inline    []virtualHost
@@ -113,12 +113,14 @@ func decodeListener(name string, a *anypb.Any) (any, error) {
 		}
 		out.addrs = append(out.addrs, ap)
 	}
-	if v := field(l.GetMetadata(), xdsnames.FieldOpaque); v != nil {
-		b, ok := v.GetKind().(*structpb.Value_BoolValue)
-		if !ok {
-			return nil, fmt.Errorf("metadata %s.%s is not a bool: %v", xdsnames.MetadataKey, xdsnames.FieldOpaque, v)
+	for name, dst := range map[string]*bool{xdsnames.FieldOpaque: &out.opaque, xdsnames.FieldExported: &out.exported} {
+		if v := field(l.GetMetadata(), name); v != nil {
+			b, ok := v.GetKind().(*structpb.Value_BoolValue)
+			if !ok {
+				return nil, fmt.Errorf("metadata %s.%s is not a bool: %v", xdsnames.MetadataKey, name, v)
+			}
+			*dst = b.BoolValue
 		}
-		out.opaque = b.BoolValue
 	}
 
 	api := l.GetApiListener().GetApiListener()
@@ -387,6 +389,20 @@ func endpoint(lb *endpointv3.LbEndpoint) (destinations.Endpoint, error) {
 		}
 		ep.Identity = s.StringValue
 	}
+	if v := field(lb.GetMetadata(), xdsnames.FieldGatewayTarget); v != nil {
+		s, ok := v.GetKind().(*structpb.Value_StringValue)
+		if !ok {
+			return ep, fmt.Errorf("%s: metadata %s.%s is not a string: %v", ap, xdsnames.MetadataKey, xdsnames.FieldGatewayTarget, v)
+		}
+		if _, err := xdsnames.ParseAuthority(s.StringValue); err != nil {
+			return ep, fmt.Errorf("%s: metadata %s.%s: %w", ap, xdsnames.MetadataKey, xdsnames.FieldGatewayTarget, err)
+		}
+		if ep.Identity == "" {
+			// The gateway is reached over mTLS only: without an identity it could not be checked.
+			return ep, fmt.Errorf("%s: a gateway endpoint (%s) has no %s", ap, xdsnames.FieldGatewayTarget, xdsnames.FieldIdentity)
+		}
+		ep.GatewayTarget = s.StringValue
+	}
 	return ep, nil
 }
 
@@ -444,7 +460,7 @@ func snapshot(held map[string]map[string]resource) (*destinations.Snapshot, erro
 	services := make([]destinations.Service, 0, len(names))
 	for _, name := range names {
 		l := listeners[name].value.(*listener)
-		svc := destinations.Service{Authority: name, Addrs: l.addrs, Opaque: l.opaque}
+		svc := destinations.Service{Authority: name, Addrs: l.addrs, Opaque: l.opaque, Exported: l.exported}
 		vhs := l.inline
 		if l.routeName != "" {
 			vhs, _ = held[routeType][l.routeName].value.([]virtualHost)

@@ -14,6 +14,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/skeinmesh/skein/internal/xdsnames"
 	"github.com/skeinmesh/skein/proxy/destinations"
@@ -85,6 +86,20 @@ func TestDecodeRejects(t *testing.T) {
 		{name: "identity is not a string", typ: endpointType, res: change(newAssignment(web, ep{addr: "10.0.0.1:8080"}), func(m proto.Message) {
 			m.(*endpointv3.ClusterLoadAssignment).Endpoints[0].LbEndpoints[0].Metadata = skeinMetadata(xdsnames.FieldIdentity, 1.0)
 		}), wantErr: "not a string"},
+		{name: "exported is not a bool", typ: listenerType, res: change(newListener(web, false), func(m proto.Message) {
+			m.(*listenerv3.Listener).Metadata = skeinMetadata(xdsnames.FieldExported, "true")
+		}), wantErr: "exported is not a bool"},
+		{name: "gateway target is not a string", typ: endpointType, res: change(newAssignment(web, ep{addr: "10.0.0.1:4143"}), func(m proto.Message) {
+			m.(*endpointv3.ClusterLoadAssignment).Endpoints[0].LbEndpoints[0].Metadata = skeinFields(map[string]any{
+				xdsnames.FieldIdentity: gatewayID, xdsnames.FieldGatewayTarget: true})
+		}), wantErr: "gatewayTarget is not a string"},
+		{name: "gateway target is not an authority", typ: endpointType, res: change(newAssignment(web, ep{addr: "10.0.0.1:4143"}), func(m proto.Message) {
+			m.(*endpointv3.ClusterLoadAssignment).Endpoints[0].LbEndpoints[0].Metadata = skeinFields(map[string]any{
+				xdsnames.FieldIdentity: gatewayID, xdsnames.FieldGatewayTarget: "web.shop:8080"})
+		}), wantErr: `gatewayTarget: authority "web.shop:8080" does not end in .svc.cluster.local`},
+		{name: "gateway without identity", typ: endpointType, res: change(newAssignment(web, ep{addr: "10.0.0.1:4143"}), func(m proto.Message) {
+			m.(*endpointv3.ClusterLoadAssignment).Endpoints[0].LbEndpoints[0].Metadata = skeinMetadata(xdsnames.FieldGatewayTarget, "web.shop.svc.cluster.local:8080")
+		}), wantErr: "has no identity"},
 		{name: "resource named otherwise inside", typ: clusterType, res: newCluster("other.default.svc.cluster.local:80"), wantErr: "named"},
 	}
 	for _, tt := range tests {
@@ -185,5 +200,44 @@ func TestListenerWithInlineRoutes(t *testing.T) {
 	inline := got.(*listener).inline
 	if got.(*listener).routeName != "" || len(inline) != 1 || len(inline[0].weighted) != 2 || inline[0].weighted[1].Weight != 3 {
 		t.Errorf("inline routes = %+v", got)
+	}
+}
+
+const gatewayID = "spiffe://east.example/ns/skein-system/sa/skein-gateway"
+
+func skeinFields(fields map[string]any) *corev3.Metadata {
+	s, err := structpb.NewStruct(fields)
+	if err != nil {
+		panic(err)
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{xdsnames.MetadataKey: s}}
+}
+
+func TestMirroredServiceThroughAGateway(t *testing.T) {
+	name := "web-east.shop.svc.cluster.local:8080"
+	l := newListener(name, false, "10.96.0.20:8080")
+	l.Metadata = skeinFields(map[string]any{xdsnames.FieldOpaque: false, xdsnames.FieldExported: true})
+	cla := newAssignment(name, ep{addr: "192.0.2.7:4143"})
+	cla.Endpoints[0].LbEndpoints[0].Metadata = skeinFields(map[string]any{
+		xdsnames.FieldIdentity: gatewayID, xdsnames.FieldGatewayTarget: "web.shop.svc.cluster.local:8080"})
+	held := map[string]map[string]resource{}
+	for typ, m := range map[string]proto.Message{listenerType: l, routeType: newRoute(name, []string{name}), clusterType: newCluster(name), endpointType: cla} {
+		v, err := decoders[typ](name, mustAny(m))
+		if err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		held[typ] = map[string]resource{name: {value: v}}
+	}
+	snap, err := snapshot(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := snap.ByAuthority(name)
+	if svc == nil || !svc.Exported {
+		t.Fatalf("service = %+v, want it exported", svc)
+	}
+	want := []destinations.Endpoint{{Addr: netip.MustParseAddrPort("192.0.2.7:4143"), Identity: gatewayID, GatewayTarget: "web.shop.svc.cluster.local:8080"}}
+	if !slices.Equal(svc.Endpoints, want) {
+		t.Errorf("endpoints = %+v, want %+v", svc.Endpoints, want)
 	}
 }

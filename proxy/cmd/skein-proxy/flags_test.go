@@ -50,3 +50,10 @@ func TestParseLevel(t *testing.T) {
 		t.Errorf("parseLevel(loud) = %v, want an error naming --log-level", err)
 	}
 }
+
+func TestBadModeIsRefused(t *testing.T) {
+	err := run(config{logLevel: "info", mode: "router"})
+	if err == nil || !strings.Contains(err.Error(), `--mode: "router" is neither sidecar nor gateway`) {
+		t.Errorf("run with --mode=router = %v, want an error naming --mode", err)
+	}
+}

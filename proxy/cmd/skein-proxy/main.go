@@ -1,6 +1,7 @@
 // Command skein-proxy is Skein's data plane: one per pod, as a sidecar, or per host outside
 // Kubernetes. It gets its workload certificate from the identity service, carries the application's
-// outgoing traffic to its destinations with mTLS, and terminates mTLS for incoming traffic.
+// outgoing traffic to its destinations with mTLS, and terminates mTLS for incoming traffic. With
+// --mode=gateway it is instead a multicluster gateway (see proxy/gateway).
 package main
 
 import (
@@ -29,6 +30,7 @@ import (
 	"github.com/skeinmesh/skein/internal/xdsnames"
 	"github.com/skeinmesh/skein/proxy/admin"
 	"github.com/skeinmesh/skein/proxy/destinations"
+	"github.com/skeinmesh/skein/proxy/gateway"
 	"github.com/skeinmesh/skein/proxy/inbound"
 	"github.com/skeinmesh/skein/proxy/iptables"
 	"github.com/skeinmesh/skein/proxy/metrics"
@@ -46,7 +48,15 @@ type config struct {
 	inboundPort, outboundPort, adminPort, maxAuthorities                int
 	drainTimeout, detectTimeout, responseTimeout                        time.Duration
 	logLevel                                                            string
+	mode                                                                string
+	gatewayPort                                                         int
 }
+
+// Modes of the proxy.
+const (
+	modeSidecar = "sidecar"
+	modeGateway = "gateway"
+)
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "await" {
@@ -70,6 +80,8 @@ func main() {
 	flag.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "How long in-flight work may take after SIGTERM")
 	flag.DurationVar(&c.responseTimeout, "response-timeout", 0, "How long an endpoint may take to start answering an HTTP request; 0 waits as long as the client does")
 	flag.DurationVar(&c.detectTimeout, "detect-timeout", time.Second, "How long a silent client may take before its connection is opaque")
+	flag.StringVar(&c.mode, "mode", envOr("SKEIN_PROXY_MODE", modeSidecar), "sidecar (inbound and outbound ports behind iptables) or gateway (a multicluster gateway on --gateway-port)")
+	flag.IntVar(&c.gatewayPort, "gateway-port", envInt("SKEIN_GATEWAY_PORT", 4143), "Port a gateway accepts mTLS from linked clusters on")
 	flag.StringVar(&c.logLevel, "log-level", envOr("SKEIN_LOG_LEVEL", "info"), "error, warn, info, debug or trace")
 	flag.Parse()
 	if err := run(c); err != nil {
@@ -82,6 +94,9 @@ func run(c config) error {
 	level, err := parseLevel(c.logLevel)
 	if err != nil {
 		return err
+	}
+	if c.mode != modeSidecar && c.mode != modeGateway {
+		return fmt.Errorf("--mode: %q is neither %s nor %s", c.mode, modeSidecar, modeGateway)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	anchors, err := readPEM(c.trustAnchors)
@@ -132,18 +147,40 @@ func run(c config) error {
 		opaquePorts[uint16(port)] = true
 	}
 	m := metrics.New(reg, c.maxAuthorities)
-	in := &inbound.Proxy{TLS: mtls.Server(certs, roots, mtls.ProtoHTTP2, mtls.ProtoOpaque), OriginalDst: originalDst,
+	serverTLS := mtls.Server(certs, roots, mtls.ProtoHTTP2, mtls.ProtoOpaque)
+	in := &inbound.Proxy{TLS: serverTLS, OriginalDst: originalDst,
 		Port: uint16(c.inboundPort), AppHost: "127.0.0.1", Log: log, Metrics: m}
 	out := &outbound.Proxy{Destinations: dests, Certs: certs, Roots: roots, OriginalDst: originalDst, Log: log,
 		DetectTimeout: c.detectTimeout, OpaquePorts: opaquePorts, ResponseTimeout: c.responseTimeout, Metrics: m}
 
-	inLis, err := net.Listen("tcp", ":"+strconv.Itoa(c.inboundPort))
-	if err != nil {
-		return err
+	// Each mode's listeners, served until SIGTERM and then drained.
+	type listener struct {
+		lis   net.Listener
+		serve func(net.Listener) error
+		drain func(context.Context)
 	}
-	outLis, err := net.Listen("tcp", ":"+strconv.Itoa(c.outboundPort))
-	if err != nil {
-		return err
+	var listeners []listener
+	listen := func(port int, serve func(net.Listener) error, drain func(context.Context)) error {
+		lis, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+		if err != nil {
+			return err
+		}
+		listeners = append(listeners, listener{lis, serve, drain})
+		return nil
+	}
+	if c.mode == modeGateway {
+		// No iptables redirect: peers of linked clusters dial the gateway port itself.
+		gw := &gateway.Gateway{TLS: serverTLS, Outbound: out, Log: log, Metrics: m}
+		if err := listen(c.gatewayPort, gw.Serve, gw.Drain); err != nil {
+			return err
+		}
+	} else {
+		if err := listen(c.inboundPort, in.Serve, in.Drain); err != nil {
+			return err
+		}
+		if err := listen(c.outboundPort, out.Serve, out.Drain); err != nil {
+			return err
+		}
 	}
 	var draining atomic.Bool
 	// Ready once the proxy has a certificate and, from the control plane, its first destinations:
@@ -151,20 +188,27 @@ func run(c config) error {
 	adm := &admin.Server{Metrics: reg, Shutdown: stop, Ready: func() bool { return ic.Certificate() != nil && loaded(dests) && !draining.Load() }}
 	adminSrv := &http.Server{Addr: ":" + strconv.Itoa(c.adminPort), Handler: adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = adminSrv.ListenAndServe() }()
-	go func() { _ = in.Serve(inLis) }()
-	go func() { _ = out.Serve(outLis) }()
-	log.Info("Serving", "identity", c.identity, "inbound", c.inboundPort, "outbound", c.outboundPort, "admin", c.adminPort)
+	for _, l := range listeners {
+		go func() { _ = l.serve(l.lis) }()
+	}
+	if c.mode == modeGateway {
+		log.Info("Serving as a multicluster gateway", "identity", c.identity, "gateway", c.gatewayPort, "admin", c.adminPort)
+	} else {
+		log.Info("Serving", "identity", c.identity, "inbound", c.inboundPort, "outbound", c.outboundPort, "admin", c.adminPort)
+	}
 
 	<-ctx.Done()
 	// Drain: not ready any more, no new connections, in-flight work finishes, then exit.
 	log.Info("Draining")
 	draining.Store(true)
-	inLis.Close()
-	outLis.Close()
+	for _, l := range listeners {
+		l.lis.Close()
+	}
 	drainCtx, cancel := context.WithTimeout(context.Background(), c.drainTimeout)
 	defer cancel()
-	in.Drain(drainCtx)
-	out.Drain(drainCtx)
+	for _, l := range listeners {
+		l.drain(drainCtx)
+	}
 	_ = adminSrv.Shutdown(drainCtx)
 	return nil
 }
