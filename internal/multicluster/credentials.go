@@ -175,14 +175,7 @@ func readerToken(ctx context.Context, c client.Client, o LinkOptions) (string, t
 		}},
 	} {
 		if _, err := controllerutil.CreateOrPatch(ctx, c, s.obj, func() error {
-			l := s.obj.GetLabels()
-			if l == nil {
-				l = map[string]string{}
-			}
-			for k, v := range labels {
-				l[k] = v
-			}
-			s.obj.SetLabels(l)
+			s.obj.SetLabels(labels) // these objects are Skein's alone
 			s.mutate()
 			return nil
 		}); err != nil {

@@ -61,10 +61,13 @@ func MirrorName(name, cluster string) (string, error) {
 	return mirror, nil
 }
 
-// IsMirrorOf says whether a local object was made by link; no other object is ever changed.
+// IsMirrorOf says whether a local object was made by link; no other object is ever changed. The
+// cluster named by MirroredFromLabel may be an earlier spec.targetClusterName, whose mirrors are
+// then removed.
 func IsMirrorOf(obj metav1.Object, link *meshv1.Link) bool {
 	l := obj.GetLabels()
-	return l[meshv1.MirroredFromLabel] == link.Spec.TargetClusterName && l[meshv1.LinkLabel] == LinkID(link)
+	_, mirrored := l[meshv1.MirroredFromLabel]
+	return mirrored && l[meshv1.LinkLabel] == LinkID(link)
 }
 
 func mirrorLabels(link *meshv1.Link) map[string]string {
