@@ -2,6 +2,8 @@ package link_test
 
 import (
 	"bytes"
+	"fmt"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -20,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
-	"github.com/skeinmesh/skein/internal/multicluster"
 	"github.com/skeinmesh/skein/internal/scheme"
 	"github.com/skeinmesh/skein/internal/spiffe"
 	"github.com/skeinmesh/skein/test/framework"
@@ -32,20 +33,30 @@ var linkKey = client.ObjectKey{Namespace: framework.SystemNamespace, Name: "east
 
 func isAlreadyExists(err error) bool { return apierrors.IsAlreadyExists(err) }
 
-// linkManifest runs `skein multicluster link`'s code against east and returns the Secret and the
-// Link it prints, the Link probing the stand-in's admin port quickly.
+// runLink runs `skein multicluster link` against east and returns its stdout; stderr goes with the error.
+func runLink(args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, skeinCLI, append([]string{"multicluster", "link", "--kubeconfig", east.Kubeconfig}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("%w: %s", err, stderr.String())
+	}
+	return out, nil
+}
+
+// linkManifest runs `skein multicluster link` against east and returns the Secret and the Link it
+// prints, the Link changed to probe the stand-in's admin port quickly.
 func linkManifest() (*corev1.Secret, *meshv1.Link) {
-	res, err := multicluster.Link(ctx, east.Client, east.Config, multicluster.LinkOptions{
-		ClusterName: "east", Namespace: framework.SystemNamespace, ControlPlaneNamespace: framework.SystemNamespace,
-		GatewayAddress: gw.host, TokenTTL: 8760 * time.Hour,
-	})
+	out, err := runLink("--cluster-name", "east", "--gateway-address", gw.host)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	secret, link := &corev1.Secret{}, &meshv1.Link{}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(res.Manifest), 4096)
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
 	ExpectWithOffset(1, dec.Decode(secret)).To(Succeed())
 	ExpectWithOffset(1, dec.Decode(link)).To(Succeed())
 	ExpectWithOffset(1, secret.Kind).To(Equal("Secret"))
 	ExpectWithOffset(1, link.Kind).To(Equal("Link"))
+	ExpectWithOffset(1, link.Namespace).To(Equal(framework.SystemNamespace))
 	link.Spec.ProbeSpec = meshv1.ProbeSpec{Port: gw.adminPort, Period: &metav1.Duration{Duration: time.Second},
 		Timeout: &metav1.Duration{Duration: 500 * time.Millisecond}, FailureThreshold: 2}
 	return secret, link
@@ -140,6 +151,15 @@ var _ = Describe("Link controller", Ordered, func() {
 
 		By("running again, idempotently")
 		_, _ = linkManifest()
+
+		By("saying what is missing without --gateway-address")
+		_, err = runLink("--cluster-name", "east")
+		Expect(err).To(MatchError(ContainSubstring("the gateway Service skein-system/skein-gateway does not exist")))
+		Expect(err).To(MatchError(ContainSubstring("--gateway-address")))
+		_, err = runLink()
+		Expect(err).To(MatchError(ContainSubstring("--cluster-name is required")))
+		_, err = runLink("--cluster-name", "west", "--kubeconfig", west.Kubeconfig)
+		Expect(err).To(MatchError(ContainSubstring("spec.multicluster.enabled false")), "west does not run a gateway")
 	})
 
 	It("mirrors an exported Service within seconds, and not one that is not exported", func() {

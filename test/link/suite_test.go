@@ -23,6 +23,7 @@ import (
 	"github.com/skeinmesh/skein/internal/spiffe"
 	"github.com/skeinmesh/skein/proxy/mtls"
 	"github.com/skeinmesh/skein/test/framework"
+	"github.com/skeinmesh/skein/test/netns"
 )
 
 var (
@@ -33,6 +34,8 @@ var (
 	stopEast    func() error
 	eastStopped bool
 	gw          *gateway
+	// skeinCLI is the skein command, built from cmd/skein.
+	skeinCLI string
 )
 
 func TestLink(t *testing.T) {
@@ -43,6 +46,7 @@ func TestLink(t *testing.T) {
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var err error
+	skeinCLI = netns.Build(GinkgoT(), "github.com/skeinmesh/skein/cmd/skein")
 	west, err = framework.StartMesh(ctx)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(west.Stop)
