@@ -344,6 +344,29 @@ var _ = Describe("Link controller", Ordered, func() {
 		Eventually(func(g Gomega) { g.Expect(endpointReady(g, "shop", "web-east")).To(BeTrue()) }, timeout, interval).Should(Succeed())
 	})
 
+	It("mirrors what spec.selector picks instead of the exported Services, when it has one", func() {
+		Eventually(func(g Gomega) {
+			db := &corev1.Service{}
+			g.Expect(east.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "db"}, db)).To(Succeed())
+			db.Labels = map[string]string{"tier": "data"}
+			g.Expect(east.Client.Update(ctx, db)).To(Succeed())
+		}, timeout, interval).Should(Succeed())
+		picked := link.DeepCopy()
+		picked.Name, picked.Spec.TargetClusterName = "picked", "picked"
+		picked.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "data"}}
+		Expect(west.Client.Create(ctx, picked)).To(Succeed())
+		Eventually(func(g Gomega) {
+			svc, _ := mirror(g, "shop", "db-picked")
+			g.Expect(svc.Labels).To(HaveKeyWithValue(meshv1.LinkLabel, framework.SystemNamespace+".picked"))
+			l := &meshv1.Link{}
+			g.Expect(west.Client.Get(ctx, client.ObjectKeyFromObject(picked), l)).To(Succeed())
+			g.Expect(l.Status.MirroredServices).To(Equal([]string{"shop/db-picked"}))
+		}, timeout, interval).Should(Succeed())
+		Expect(apierrors.IsNotFound(west.Client.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "web-picked"}, &corev1.Service{}))).To(BeTrue())
+		Expect(west.Client.Delete(ctx, picked)).To(Succeed())
+		Eventually(func(g Gomega) { expectGone(g, "shop", "db-picked") }, timeout, interval).Should(Succeed())
+	})
+
 	It("reports bad credentials and mirrors nothing with them", func() {
 		bad := secret.DeepCopy()
 		bad.Name = "cluster-credentials-bad"
