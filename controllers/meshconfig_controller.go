@@ -7,6 +7,7 @@ import (
 	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -75,6 +76,7 @@ func (r *MeshConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		{"Issuer", r.reconcileIssuer},
 		{"TrustBundle", r.reconcileTrustBundle},
 		{"MeshStatus", r.reconcileMeshStatus},
+		{"Gateway", r.reconcileGateway},
 	})
 }
 
@@ -152,7 +154,7 @@ func (r *MeshConfigReconciler) reconcileDelete(ctx context.Context, mc *meshv1.M
 }
 
 // SetupWithManager registers the controller. It watches what it owns, so that cert-manager's progress
-// moves it on and an object deleted by hand comes back, and the trust chain's Secrets, which
+// moves it on and an object deleted by hand (the gateway's too) comes back, and the trust chain's Secrets, which
 // cert-manager writes.
 func (r *MeshConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	owned := handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &meshv1.MeshConfig{}, handler.OnlyControllerOwner())
@@ -169,6 +171,9 @@ func (r *MeshConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&cmv1.Issuer{}, owned).
 		Watches(&cmv1.Certificate{}, owned).
 		Watches(&corev1.ConfigMap{}, owned).
+		Watches(&corev1.ServiceAccount{}, owned).
+		Watches(&corev1.Service{}, owned).
+		Watches(&appsv1.Deployment{}, owned).
 		Watches(&corev1.Secret{}, toMeshConfig).
 		Named("meshconfig").
 		Complete(r)

@@ -12,6 +12,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -211,6 +212,73 @@ var _ = Describe("MeshConfig controller", Ordered, func() {
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.IssuerName}, issuerSecret)).To(Succeed())
 			g.Expect(parseCert(issuerSecret.Data["tls.crt"]).CheckSignatureFrom(mine)).To(Succeed(), "the issuer is re-issued from the new anchor")
 			g.Expect(conditionsAt(g, 3)).To(HaveKeyWithValue(meshv1.ConditionReady, metav1.ConditionTrue))
+		}, timeout, interval).Should(Succeed())
+	})
+
+	It("deploys the multicluster gateway while spec.multicluster is enabled, and removes it when not", func() {
+		gwKey := client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.GatewayName}
+		setMulticluster := func(enabled bool) {
+			Eventually(func(g Gomega) {
+				mc := &meshv1.MeshConfig{}
+				g.Expect(k8s.Get(ctx, key, mc)).To(Succeed())
+				mc.Spec.Multicluster = meshv1.MulticlusterSpec{Enabled: enabled, GatewayPort: 4200}
+				mc.Spec.Proxy.Image = "example.com/skein-proxy:test"
+				g.Expect(k8s.Update(ctx, mc)).To(Succeed())
+			}, timeout, interval).Should(Succeed())
+		}
+		setMulticluster(true)
+		Eventually(func(g Gomega) {
+			mc := &meshv1.MeshConfig{}
+			g.Expect(k8s.Get(ctx, key, mc)).To(Succeed())
+			owned := And(HaveLen(1), ContainElement(HaveField("UID", mc.UID)))
+
+			sa := &corev1.ServiceAccount{}
+			g.Expect(k8s.Get(ctx, gwKey, sa)).To(Succeed())
+			g.Expect(sa.OwnerReferences).To(owned)
+
+			deploy := &appsv1.Deployment{}
+			g.Expect(k8s.Get(ctx, gwKey, deploy)).To(Succeed())
+			g.Expect(deploy.OwnerReferences).To(owned)
+			pod := deploy.Spec.Template.Spec
+			g.Expect(pod.ServiceAccountName).To(Equal(meshv1.GatewayName))
+			g.Expect(pod.Containers).To(HaveLen(1))
+			proxy := pod.Containers[0]
+			g.Expect(proxy.Image).To(Equal("example.com/skein-proxy:test"))
+			g.Expect(proxy.Args).To(Equal([]string{"--mode=gateway", "--gateway-port", "4200"}))
+			env := map[string]string{}
+			for _, e := range proxy.Env {
+				env[e.Name] = e.Value
+				if e.ValueFrom != nil {
+					env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+				}
+			}
+			g.Expect(env).To(HaveKeyWithValue("SKEIN_PROXY_MODE", "gateway"))
+			g.Expect(env).To(HaveKeyWithValue("SKEIN_GATEWAY_PORT", "4200"))
+			g.Expect(env).To(HaveKeyWithValue("POD_NAME", "metadata.name"))
+			g.Expect(env).To(HaveKeyWithValue("POD_NAMESPACE", "metadata.namespace"))
+			g.Expect(env).To(HaveKeyWithValue("SKEIN_IDENTITY_ADDR", "skein-identity.skein-system.svc:8086"))
+			g.Expect(env).To(HaveKeyWithValue("SKEIN_XDS_ADDR", "skein-xds.skein-system.svc:8087"))
+			g.Expect(env["SKEIN_TRUST_ANCHORS"]).To(ContainSubstring("BEGIN CERTIFICATE"))
+			g.Expect(pod.Volumes).To(ContainElement(HaveField("VolumeSource.Projected.Sources",
+				ContainElement(HaveField("ServiceAccountToken.Audience", "identity.mesh.skein.dev")))))
+
+			svc := &corev1.Service{}
+			g.Expect(k8s.Get(ctx, gwKey, svc)).To(Succeed())
+			g.Expect(svc.OwnerReferences).To(owned)
+			g.Expect(svc.Spec.Type).To(Equal(corev1.ServiceTypeLoadBalancer))
+			g.Expect(svc.Spec.Selector).To(Equal(deploy.Spec.Selector.MatchLabels))
+			g.Expect(deploy.Spec.Template.Labels).To(HaveKeyWithValue("app.kubernetes.io/name", meshv1.GatewayName))
+			g.Expect(svc.Spec.Ports).To(HaveLen(2))
+			g.Expect(svc.Spec.Ports[0]).To(And(HaveField("Name", "mc-gateway"), HaveField("Port", int32(4200))))
+			g.Expect(svc.Spec.Ports[1]).To(And(HaveField("Name", "mc-probe"), HaveField("Port", int32(4191))))
+		}, timeout, interval).Should(Succeed())
+
+		setMulticluster(false)
+		Eventually(func(g Gomega) {
+			for _, obj := range []client.Object{&corev1.ServiceAccount{}, &appsv1.Deployment{}, &corev1.Service{}} {
+				err := k8s.Get(ctx, gwKey, obj)
+				g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "%T still there: %v", obj, err)
+			}
 		}, timeout, interval).Should(Succeed())
 	})
 

@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +34,7 @@ type MeshStatusReconciler struct {
 // +kubebuilder:rbac:groups=mesh.skein.dev,resources=meshstatuses/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=mesh.skein.dev,resources=meshconfigs,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mesh.skein.dev,resources=links,verbs=get;list;watch
 
 // Reconcile derives a MeshStatus's status from the MeshConfig and the pods in its scope.
 func (r *MeshStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
@@ -54,6 +57,9 @@ func (r *MeshStatusReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, err
 	}
 	if err := r.reconcileMeshedPods(ctx, ms); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.reconcileLinks(ctx, ms); err != nil {
 		return ctrl.Result{}, err
 	}
 	meta.SetStatusCondition(&ms.Status.Conditions, metav1.Condition{
@@ -128,8 +134,25 @@ func (r *MeshStatusReconciler) reconcileMeshedPods(ctx context.Context, ms *mesh
 	return nil
 }
 
+// reconcileLinks summarises the Links in scope: all of them for the cluster-wide MeshStatus.
+func (r *MeshStatusReconciler) reconcileLinks(ctx context.Context, ms *meshv1.MeshStatus) error {
+	links := &meshv1.LinkList{}
+	if err := r.List(ctx, links, client.InNamespace(ms.Spec.Namespace)); err != nil {
+		return fmt.Errorf("listing Links: %w", err)
+	}
+	ms.Status.Links = nil
+	for _, l := range links.Items {
+		ms.Status.Links = append(ms.Status.Links, meshv1.LinkSummary{
+			Name: l.Namespace + "/" + l.Name, Cluster: l.Spec.TargetClusterName,
+			Alive: l.Status.Gateway != nil && l.Status.Gateway.Alive, MirroredServices: l.Status.MirroredServiceCount,
+		})
+	}
+	slices.SortFunc(ms.Status.Links, func(a, b meshv1.LinkSummary) int { return strings.Compare(a.Name, b.Name) })
+	return nil
+}
+
 // SetupWithManager registers the controller. Every MeshStatus is recomputed when the MeshConfig
-// changes; a pod change recomputes the cluster-wide one and its namespace's.
+// changes; a pod or Link change recomputes the cluster-wide one and its namespace's.
 func (r *MeshStatusReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	all := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 		return r.requestsFor(ctx, "")
@@ -141,6 +164,7 @@ func (r *MeshStatusReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&meshv1.MeshStatus{}).
 		Watches(&meshv1.MeshConfig{}, all).
 		Watches(&corev1.Pod{}, byNamespace).
+		Watches(&meshv1.Link{}, byNamespace).
 		Named("meshstatus").
 		Complete(r)
 }

@@ -39,6 +39,10 @@ func Setup(mgr ctrl.Manager, namespace string, opts ...Options) error {
 	if err := (&ExternalWorkloadReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ExternalWorkload controller: %w", err)
 	}
+	link := &LinkReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("skein-link"), Namespace: namespace}
+	if err := link.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Link controller: %w", err)
+	}
 	return nil
 }
 

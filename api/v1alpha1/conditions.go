@@ -61,6 +61,10 @@ const (
 	// MeshConfigFinalizer lets the MeshConfig controller remove the cluster-scoped objects it
 	// created (MeshStatus and, later, the trust chain) before the MeshConfig goes away.
 	MeshConfigFinalizer = "mesh.skein.dev/meshconfig"
+
+	// LinkFinalizer holds a Link until the Services and EndpointSlices that mirror its remote
+	// cluster are gone.
+	LinkFinalizer = "mesh.skein.dev/link"
 )
 
 // Well-known names, labels and annotations.
@@ -131,6 +135,29 @@ const (
 	// ExternalWorkloadLabel names, on the EndpointSlices and bootstrap Secrets made for an
 	// ExternalWorkload, the workload they belong to.
 	ExternalWorkloadLabel = "mesh.skein.dev/external-workload"
+)
+
+// Link reasons: of the Degraded condition (and Ready, False) when a Link cannot do all it should, and of
+// the events recorded when that starts. The message says what and where.
+const (
+	// ReasonCredentialsInvalid: the credentials Secret is missing or unusable, or the remote API
+	// server refuses it. Mirrors stay as last read; see the Link controller.
+	ReasonCredentialsInvalid = "CredentialsInvalid"
+	// ReasonClusterUnreachable: the remote API server does not answer. Mirrors stay as last read.
+	ReasonClusterUnreachable = "ClusterUnreachable"
+	// ReasonGatewayUnreachable: the remote gateway fails its probes; once failureThreshold have
+	// failed in a row, the mirrored endpoints are not ready.
+	ReasonGatewayUnreachable = "GatewayUnreachable"
+	// ReasonGatewayIdentityMismatch: the remote gateway's certificate does not chain to the local
+	// trust bundle or does not name spec.gatewayIdentity.
+	ReasonGatewayIdentityMismatch = "GatewayIdentityMismatch"
+	// ReasonNamespaceMissing: an exported Service's namespace does not exist here, so it is not mirrored.
+	ReasonNamespaceMissing = "NamespaceMissing"
+	// ReasonNameConflict: a local Service that is not this Link's mirror holds a mirror's name, or the
+	// name is not valid; it is left alone and that Service is not mirrored.
+	ReasonNameConflict = "NameConflict"
+	// ReasonGatewayAlive: the event recorded when the remote gateway answers again.
+	ReasonGatewayAlive = "GatewayAlive"
 )
 
 // Multicluster labels and names.

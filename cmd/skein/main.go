@@ -26,6 +26,7 @@ func main() {
 	root.AddCommand(newExternalWorkloadCommand())
 	root.AddCommand(newStatCommand())
 	root.AddCommand(newCheckCommand())
+	root.AddCommand(newMulticlusterCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "skein:", err)
 		os.Exit(1)
