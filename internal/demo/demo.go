@@ -77,16 +77,28 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 		identityHost = d.network.Gateway.String()
 	}
-	stopCertManager, err := d.startCertManager(ctx)
+	stopCertManager, err := d.startCertManager(ctx, cluster, "cert-manager.log")
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, stopCertManager()) }()
-	stop, err := d.startController(ctx, identityHost)
+	if d.identityAddr, err = freeAddr(identityHost); err != nil {
+		return err
+	}
+	if d.xdsAddr, err = freeAddr(identityHost); err != nil {
+		return err
+	}
+	stop, err := d.startController(ctx, cluster, d.identityAddr, d.xdsAddr, "controller.log")
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, stop()) }()
+	// What acts start (a second cluster) stops before the first cluster's control plane.
+	defer func() {
+		for i := len(d.stops) - 1; i >= 0; i-- {
+			err = errors.Join(err, d.stops[i]())
+		}
+	}()
 
 	err = d.run(ctx,
 		d.waitForWebhooks,
@@ -100,6 +112,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		d.shortTelemetryWindows,
 		d.meshedPods,
 		d.externalWorkload,
+		d.multicluster,
 		d.checkMesh,
 		d.telemetry,
 	)
@@ -129,6 +142,8 @@ type demo struct {
 	mesh   *localmesh.Mesh
 	caller *localmesh.Pod
 	webIP  string
+	// stops stop what acts started, in reverse order, when the demo ends.
+	stops []func() error
 }
 
 // run runs the acts in order and stops at the first that fails.
@@ -142,15 +157,15 @@ func (d *demo) run(ctx context.Context, acts ...func(context.Context) error) err
 	return nil
 }
 
-// startCertManager runs cert-manager's own controllers, in this process, against the demo's API server.
-func (d *demo) startCertManager(ctx context.Context) (stop func() error, err error) {
-	d.say("Starting cert-manager's controllers, logging to " + filepath.Join(d.Dir, "cert-manager.log"))
-	logFile, err := os.Create(filepath.Join(d.Dir, "cert-manager.log"))
+// startCertManager runs cert-manager's own controllers, in this process, against an API server.
+func (d *demo) startCertManager(ctx context.Context, cluster *localcluster.Cluster, logName string) (stop func() error, err error) {
+	d.say("Starting cert-manager's controllers, logging to " + filepath.Join(d.Dir, logName))
+	logFile, err := os.Create(filepath.Join(d.Dir, logName))
 	if err != nil {
 		return nil, err
 	}
 	stopControllers, err := certmanager.Start(ctx, certmanager.Options{
-		Kubeconfig: d.cluster.Kubeconfig, ClusterResourceNamespace: Namespace, LogWriter: logFile, LogVerbosity: 2,
+		Kubeconfig: cluster.Kubeconfig, ClusterResourceNamespace: Namespace, LogWriter: logFile, LogVerbosity: 2,
 	})
 	if err != nil {
 		return nil, errors.Join(err, logFile.Close())
@@ -161,25 +176,19 @@ func (d *demo) startCertManager(ctx context.Context) (stop func() error, err err
 	}, nil
 }
 
-// startController runs skein-controller against the demo's API server, its log in Dir.
-func (d *demo) startController(ctx context.Context, identityHost string) (stop func() error, err error) {
-	d.say("Starting the Skein control plane (" + d.Controller + "), logging to " + filepath.Join(d.Dir, "controller.log"))
-	logFile, err := os.Create(filepath.Join(d.Dir, "controller.log"))
+// startController runs skein-controller against an API server, its log in Dir.
+func (d *demo) startController(ctx context.Context, cluster *localcluster.Cluster, identityAddr, xdsAddr, logName string) (stop func() error, err error) {
+	d.say("Starting the Skein control plane (" + d.Controller + "), logging to " + filepath.Join(d.Dir, logName))
+	logFile, err := os.Create(filepath.Join(d.Dir, logName))
 	if err != nil {
 		return nil, err
 	}
-	if d.identityAddr, err = freeAddr(identityHost); err != nil {
-		return nil, err
-	}
-	if d.xdsAddr, err = freeAddr(identityHost); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(d.Controller, "--kubeconfig", d.cluster.Kubeconfig, "--namespace", Namespace,
+	cmd := exec.Command(d.Controller, "--kubeconfig", cluster.Kubeconfig, "--namespace", Namespace,
 		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0",
-		"--identity-bind-address="+d.identityAddr, "--xds-bind-address="+d.xdsAddr,
+		"--identity-bind-address="+identityAddr, "--xds-bind-address="+xdsAddr,
 		// The API server calls the admission webhooks where envtest registered them.
-		"--webhook-host="+d.cluster.Webhook.Host, fmt.Sprintf("--webhook-port=%d", d.cluster.Webhook.Port),
-		"--webhook-cert-dir="+d.cluster.Webhook.CertDir)
+		"--webhook-host="+cluster.Webhook.Host, fmt.Sprintf("--webhook-port=%d", cluster.Webhook.Port),
+		"--webhook-cert-dir="+cluster.Webhook.CertDir)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
