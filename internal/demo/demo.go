@@ -88,17 +88,18 @@ func Run(ctx context.Context, o Options) (err error) {
 	if d.xdsAddr, err = freeAddr(identityHost); err != nil {
 		return err
 	}
-	stop, err := d.startController(ctx, cluster, d.identityAddr, d.xdsAddr, "controller.log")
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, stop()) }()
-	// What acts start (a second cluster) stops before the first cluster's control plane.
+	// What acts start (a second cluster) stops after this cluster's control plane, which may
+	// be watching it: an API server with open watches is slow to stop.
 	defer func() {
 		for i := len(d.stops) - 1; i >= 0; i-- {
 			err = errors.Join(err, d.stops[i]())
 		}
 	}()
+	stop, err := d.startController(ctx, cluster, d.identityAddr, d.xdsAddr, "controller.log")
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stop()) }()
 
 	err = d.run(ctx,
 		d.waitForWebhooks,

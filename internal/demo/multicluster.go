@@ -143,9 +143,10 @@ func (d *demo) multicluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.say("skein multicluster link --cluster-name east --gateway-address " + gateway.IP.String() + " (against east) | kubectl apply -f - (here)")
-	link, err := exec.CommandContext(ctx, self, "multicluster", "link", "--cluster-name", "east", "--kubeconfig", east.Kubeconfig,
-		"--gateway-address", gateway.IP.String()).Output()
+	// The sample Link is east's, but for what only east knows: the command fills it in.
+	d.say("skein multicluster link --cluster-name east --namespace default --gateway-address " + gateway.IP.String() + " (against east) | kubectl apply -f - (here)")
+	link, err := exec.CommandContext(ctx, self, "multicluster", "link", "--cluster-name", "east", "--namespace", "default",
+		"--kubeconfig", east.Kubeconfig, "--gateway-address", gateway.IP.String()).Output()
 	if err != nil {
 		return fmt.Errorf("skein multicluster link: %w", err)
 	}
@@ -164,7 +165,7 @@ func (d *demo) multicluster(ctx context.Context) error {
 	if err := d.waitLinkAlive(ctx, true); err != nil {
 		return err
 	}
-	if err := d.show("links", "-n", Namespace)(ctx); err != nil {
+	if err := d.show("links", "-n", "default")(ctx); err != nil {
 		return err
 	}
 	if err := d.show("services,endpointslices", "-n", "default", "-l", meshv1.MirroredFromLabel+"=east")(ctx); err != nil {
@@ -188,7 +189,7 @@ func (d *demo) multicluster(ctx context.Context) error {
 		return err
 	}
 	d.printf("    withdrawn %s after the cut\n", time.Since(cut).Round(time.Millisecond))
-	if err := d.show("links", "-n", Namespace)(ctx); err != nil {
+	if err := d.show("links", "-n", "default")(ctx); err != nil {
 		return err
 	}
 	if err := gateway.SetLink(true); err != nil {
@@ -237,7 +238,7 @@ func (d *demo) runGateway(ctx context.Context, c *localcluster.Cluster, m *local
 func (d *demo) waitLinkAlive(ctx context.Context, alive bool) error {
 	return waitUntil(ctx, time.Minute, fmt.Sprintf("the Link's gateway alive=%v", alive), func() bool {
 		l := &meshv1.Link{}
-		return d.cluster.Client.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: "east"}, l) == nil &&
+		return d.cluster.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "east"}, l) == nil &&
 			l.Status.Gateway != nil && l.Status.Gateway.Alive == alive
 	})
 }

@@ -139,7 +139,9 @@ spec:
 
 	t.Log("west's client reaches east's web through east's gateway, over mTLS at each hop")
 	for _, mode := range []string{"http1", "h2"} {
-		answer := retry(t, func() (string, error) { return caller.Run(0, "-mode", mode, "-addr", webIP+":80", "-body", "from-west") })
+		answer := retry(t, func() (string, error) {
+			return caller.Run(0, "-mode", mode, "-addr", webIP+":80", "-body", "from-west")
+		})
 		if !strings.HasPrefix(answer, "200 ") || !strings.Contains(answer, gatewayID) || !strings.Contains(answer, "from-west") {
 			t.Errorf("%s to web-%s answered %q, want 200 naming the gateway's identity %s", mode, remote, answer, gatewayID)
 		}
@@ -150,7 +152,9 @@ spec:
 	if answer := retry(t, func() (string, error) { return caller.Run(0, "-mode", "grpc", "-addr", webIP+":80", "-body", "g") }); !strings.Contains(answer, "grpc-status=0") {
 		t.Errorf("gRPC to web-%s answered %q", remote, answer)
 	}
-	if answer := retry(t, func() (string, error) { return caller.Run(0, "-mode", "tcp", "-addr", webIP+":9000", "-body", "opaque") }); !strings.Contains(answer, "echo: opaque") {
+	if answer := retry(t, func() (string, error) {
+		return caller.Run(0, "-mode", "tcp", "-addr", webIP+":9000", "-body", "opaque")
+	}); !strings.Contains(answer, "echo: opaque") {
 		t.Errorf("TCP to web-%s answered %q", remote, answer)
 	}
 	if m := localmesh.Get(gateway.Admin + "/metrics"); !strings.Contains(m, `client_id="`+clientID+`"`) {
