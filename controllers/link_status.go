@@ -44,7 +44,8 @@ func (r *LinkReconciler) reconcileStatus(link *meshv1.Link, pass *linkPass) {
 	link.Status.MirroredServiceCount = int32(len(pass.mirrored))
 
 	problems := pass.problems
-	if gw.Reason != "" {
+	// A failure under the threshold is what the threshold forgives; it counts once the endpoints go.
+	if gw.Reason != "" && !gw.Alive {
 		problems = append(problems, problem{gw.Reason, fmt.Sprintf("Gateway %s: %s (%d probes in a row failed)", link.Spec.GatewayAddress, gw.Message, gw.Failures)})
 	}
 	slices.SortStableFunc(problems, func(a, b problem) int { return problemRank[a.reason] - problemRank[b.reason] })
