@@ -60,7 +60,8 @@ func main() {
 	}
 }
 
-// serve answers HTTP (1.1 and h2c) with "<proto> <path> <client identity> <body>" and echoes TCP lines.
+// serve answers HTTP (1.1 and h2c) with "<proto> <path> <client identity> <body>", followed by
+// " forwarded-for=<identity>" when a gateway says who called it, and echoes TCP lines.
 func serve(httpAddr, tcpAddr string, b *behaviour) error {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if b.answer(w) {
@@ -76,6 +77,9 @@ func serve(httpAddr, tcpAddr string, b *behaviour) error {
 		}
 		w.Header().Set("Served-By", os.Getenv("POD_NAME"))
 		fmt.Fprintf(w, "%s %s %s %s", r.Proto, r.URL.Path, r.Header.Get("Skein-Client-Id"), b)
+		if f := r.Header.Get("Skein-Forwarded-Client-Id"); f != "" {
+			fmt.Fprintf(w, " forwarded-for=%s", f) // behind a multicluster gateway
+		}
 	})
 	l, err := net.Listen("tcp", tcpAddr)
 	if err != nil {
