@@ -282,8 +282,7 @@ func (p *Pod) WaitReady() error {
 // Restart restarts the pod as a rolling update does: the proxy is told to stop (SIGTERM) and
 // drains, the workload is restarted, then the proxy starts again.
 func (p *Pod) Restart() error {
-	p.proxy.Process.Signal(syscall.SIGTERM)
-	if err := wait(p.proxyEx, 30*time.Second, p.Name+"'s proxy to drain and exit"); err != nil {
+	if err := p.TerminateProxy(); err != nil {
 		return err
 	}
 	p.workload.Process.Signal(syscall.SIGTERM)
@@ -294,6 +293,13 @@ func (p *Pod) Restart() error {
 		return err
 	}
 	return p.WaitReady()
+}
+
+// TerminateProxy tells the pod's proxy to stop (SIGTERM), as the kubelet does, and waits for it to
+// drain and exit.
+func (p *Pod) TerminateProxy() error {
+	p.proxy.Process.Signal(syscall.SIGTERM)
+	return wait(p.proxyEx, 30*time.Second, p.Name+"'s proxy to drain and exit")
 }
 
 // StopProxy kills the pod's proxy, as when its pod vanishes, and waits for it to exit.

@@ -31,14 +31,20 @@ import (
 func TestMulticlusterGateway(t *testing.T) {
 	m, _ := newMesh(t, false)
 	server := addPod(t, m, "web-1", "web")
+	slow, err := m.AddPodServing("slow-1", "shop", "slow", nil, "-latencies", "2s:1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	const (
 		webHTTP, webTCP = "web.shop.svc.cluster.local:8080", "web.shop.svc.cluster.local:9000"
 		private         = "private.shop.svc.cluster.local:8080"
+		slowHTTP        = "slow.shop.svc.cluster.local:8080"
 	)
 	gw, err := m.AddGateway("gateway", "skein-system", meshv1.GatewayName, []destinations.Service{
 		{Authority: webHTTP, Exported: true, Endpoints: []destinations.Endpoint{endpoint(server, 8080)}},
 		{Authority: webTCP, Exported: true, Opaque: true, Endpoints: []destinations.Endpoint{endpoint(server, 9000)}},
 		{Authority: private, Endpoints: []destinations.Endpoint{endpoint(server, 8080)}},
+		{Authority: slowHTTP, Exported: true, Endpoints: []destinations.Endpoint{endpoint(slow, 8080)}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +54,7 @@ func TestMulticlusterGateway(t *testing.T) {
 	viaGateway := func(target string) []destinations.Endpoint {
 		return []destinations.Endpoint{{Addr: gwAddr, Identity: gwID, GatewayTarget: target}}
 	}
-	const webEast, privateEast = "10.96.50.10", "10.96.50.11"
+	const webEast, privateEast, slowEast = "10.96.50.10", "10.96.50.11", "10.96.50.12"
 	vip := func(ip string, port uint16) []netip.AddrPort {
 		return []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr(ip), port)}
 	}
@@ -56,6 +62,7 @@ func TestMulticlusterGateway(t *testing.T) {
 		destinations.Service{Authority: "web-east.shop.svc.cluster.local:8080", Addrs: vip(webEast, 8080), Endpoints: viaGateway(webHTTP)},
 		destinations.Service{Authority: "web-east.shop.svc.cluster.local:9000", Addrs: vip(webEast, 9000), Opaque: true, Endpoints: viaGateway(webTCP)},
 		destinations.Service{Authority: "private-east.shop.svc.cluster.local:8080", Addrs: vip(privateEast, 8080), Endpoints: viaGateway(private)},
+		destinations.Service{Authority: "slow-east.shop.svc.cluster.local:8080", Addrs: vip(slowEast, 8080), Endpoints: viaGateway(slowHTTP)},
 	)
 
 	const marker = "skein-gateway-marker-41c2"
@@ -169,6 +176,28 @@ func TestMulticlusterGateway(t *testing.T) {
 
 	waitFor(t, 10*time.Second, "the gateway to count the refused handshakes", func() bool {
 		return hasLine(localmesh.Get(gw.Admin+"/metrics"), `gateway_refused_total{reason="tls"} 3`)
+	})
+
+	t.Run("on SIGTERM the gateway finishes the request under way, then exits", func(t *testing.T) {
+		done := make(chan string, 1)
+		go func() {
+			out, err := client.Run(0, "-mode", "h2", "-addr", slowEast+":8080", "-body", marker)
+			done <- fmt.Sprint(out, err)
+		}()
+		// The request has passed the gateway once the slow server's proxy has a connection.
+		waitFor(t, 20*time.Second, "the request to reach the slow server", func() bool {
+			return hasLine(localmesh.Get(slow.Admin+"/metrics"), `tcp_open_total{direction="inbound",dst_service="",tls="true"} 1`)
+		})
+		if err := gw.TerminateProxy(); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := <-done, fmt.Sprintf("200 HTTP/2.0 /h2 %s %s forwarded-for=%s<nil>", gwID, marker, client.ID); got != want {
+			t.Errorf("the request under way when the gateway was told to stop: %q, want %q", got, want)
+		}
+		if conn, err := net.DialTimeout("tcp", gwAddr.String(), 5*time.Second); err == nil {
+			conn.Close()
+			t.Error("the gateway port still accepts connections after the gateway exited")
+		}
 	})
 }
 
