@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/spiffe"
@@ -236,4 +243,85 @@ func foreignCertificate(t *testing.T, id string) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key}
+}
+
+// TestMulticlusterGatewayOverXDS is the same path with every proxy configured by the control plane:
+// Services web (exported) and private (not), mirrored as web-east and private-east with the gateway
+// as their endpoint and a Link naming its identity, as the Link controller would write them.
+func TestMulticlusterGatewayOverXDS(t *testing.T) {
+	m, fm := newMesh(t, true)
+	ctx := context.Background()
+	server := addPod(t, m, "web-1", "web")
+	gw, err := m.AddGateway("gateway", "skein-system", meshv1.GatewayName, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := addPod(t, m, "client", "client")
+	gwID := spiffe.ID{TrustDomain: m.TrustDomain, Namespace: "skein-system", ServiceAccount: meshv1.GatewayName}.String()
+	for _, name := range []string{"web", "private"} {
+		if _, err := m.Serve(name, "shop", server); err != nil {
+			t.Fatal(err)
+		}
+	}
+	web := &corev1.Service{}
+	if err := fm.Client.Get(ctx, ctrlclient.ObjectKey{Namespace: "shop", Name: "web"}, web); err != nil {
+		t.Fatal(err)
+	}
+	before := web.DeepCopy()
+	web.Labels = map[string]string{meshv1.ExportedLabel: "true"}
+	if err := fm.Client.Patch(ctx, web, ctrlclient.MergeFrom(before)); err != nil {
+		t.Fatal(err)
+	}
+	link := &meshv1.Link{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "skein-system", Name: "east"},
+		Spec: meshv1.LinkSpec{TargetClusterName: "east", ClusterCredentialsSecret: "east-credentials",
+			GatewayAddress: gw.IP.String(), GatewayIdentity: gwID},
+	}
+	if err := fm.Client.Create(ctx, link); err != nil {
+		t.Fatal(err)
+	}
+	mirror := func(remote string) string {
+		labels := map[string]string{meshv1.MirroredFromLabel: "east", meshv1.LinkLabel: "skein-system.east"}
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: remote + "-east", Labels: labels,
+				Annotations: map[string]string{meshv1.RemoteServiceAnnotation: remote + ".shop"}},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}, {Name: "tcp", Port: 9000}}},
+		}
+		if err := fm.Client.Create(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+		sliceLabels := map[string]string{discoveryv1.LabelServiceName: svc.Name}
+		for k, v := range labels {
+			sliceLabels[k] = v
+		}
+		slice := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "shop", Name: svc.Name, Labels: sliceLabels},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](4143)}, {Name: ptr.To("tcp"), Port: ptr.To[int32](4143)}},
+			Endpoints: []discoveryv1.Endpoint{{Addresses: []string{gw.IP.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+				TargetRef: &corev1.ObjectReference{Kind: "Link", Namespace: "skein-system", Name: "east"}}},
+		}
+		if err := fm.Client.Create(ctx, slice); err != nil {
+			t.Fatal(err)
+		}
+		return svc.Spec.ClusterIP
+	}
+	webEast, privateEast := mirror("web"), mirror("private")
+
+	const marker = "skein-gateway-xds-marker-9d17"
+	want := fmt.Sprintf("200 HTTP/1.1 /http1 %s %s forwarded-for=%s", gwID, marker, client.ID)
+	var got string
+	waitFor(t, 30*time.Second, "web-east to answer through the gateway", func() bool {
+		got, _ = client.Run(0, "-mode", "http1", "-addr", webEast+":80", "-body", marker)
+		return got == want
+	})
+	if got, err := client.Run(0, "-mode", "tcp", "-addr", webEast+":9000", "-body", marker); err != nil || got != "echo: "+marker {
+		t.Errorf("opaque TCP to web-east: %q, %v", got, err)
+	}
+	if got, err := client.Run(0, "-mode", "h2", "-addr", privateEast+":80", "-body", marker); err != nil || !strings.HasPrefix(got, "502 ") {
+		t.Errorf("private-east, which is not exported: %q, %v; want a 502", got, err)
+	}
+	if !hasLine(localmesh.Get(gw.Admin+"/metrics"), `gateway_refused_total{reason="not_exported"}`) {
+		t.Error("the gateway did not count its refusal of private")
+	}
 }
