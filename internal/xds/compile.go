@@ -127,7 +127,7 @@ func listener(name string, svc *corev1.Service, port corev1.ServicePort, opaque 
 		ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(manager)},
 		Metadata: metadata(map[string]any{
 			xdsnames.FieldOpaque:   opaque,
-			xdsnames.FieldExported: svc.Labels[meshv1.ExportedLabel] == "true",
+			xdsnames.FieldExported: exported(svc),
 		}),
 	}
 	for i, ip := range clusterIPs(svc) {
@@ -139,6 +139,13 @@ func listener(name string, svc *corev1.Service, port corev1.ServicePort, opaque 
 		}
 	}
 	return l
+}
+
+// exported tells whether linked clusters may reach the Service through the gateway: never a
+// mirrored one, which would chain gateways across clusters.
+func exported(svc *corev1.Service) bool {
+	_, mirrored := svc.Labels[meshv1.MirroredFromLabel]
+	return svc.Labels[meshv1.ExportedLabel] == "true" && !mirrored
 }
 
 // routeConfig routes every request for the service to its cluster or, under a TrafficSplit, sends

@@ -214,6 +214,7 @@ func TestCompileMirroredServiceAndExportedFlag(t *testing.T) {
 		{name: "annotation without a namespace", annotation: "web"},
 		{name: "annotation with too many parts", annotation: "web.shop.svc"},
 		{name: "exported", labels: map[string]string{meshv1.ExportedLabel: "true"}, annotation: "web.shop", wantTarget: "web.shop.svc.cluster.local:8080", wantExported: true},
+		{name: "exported but mirrored itself", labels: map[string]string{meshv1.ExportedLabel: "true", meshv1.MirroredFromLabel: "east"}, annotation: "web.shop", wantTarget: "web.shop.svc.cluster.local:8080"},
 		{name: "export label not true", labels: map[string]string{meshv1.ExportedLabel: "yes"}, annotation: "web.shop", wantTarget: "web.shop.svc.cluster.local:8080"},
 	}
 	for _, tt := range tests {

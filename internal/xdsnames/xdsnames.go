@@ -37,7 +37,8 @@ const (
 	// remote cluster. The endpoint's identity is then the gateway's.
 	FieldGatewayTarget = "gatewayTarget"
 	// FieldExported on a Listener is true when the Service is exported to linked clusters (labelled
-	// mesh.skein.dev/exported=true): only then does this cluster's multicluster gateway forward to it.
+	// mesh.skein.dev/exported=true, and not itself mirrored from another cluster): only then does this
+	// cluster's multicluster gateway forward to it.
 	FieldExported = "exported"
 )
 

@@ -1,12 +1,15 @@
 // Package accept runs a handler for every connection a listener accepts and can wait for them all
-// to end, which is what draining needs.
+// to end, which is what draining needs; HTTP2 also serves and drains HTTP/2 on them.
 package accept
 
 import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"sync"
+
+	"golang.org/x/net/http2"
 )
 
 // Loop serves connections, each in its own goroutine.
@@ -40,4 +43,35 @@ func (l *Loop) Wait(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
+}
+
+// HTTP2 serves accepted connections, some of them as HTTP/2, and drains them all: HTTP/2 clients
+// are told to go away once their requests are done.
+type HTTP2 struct {
+	Loop
+	once sync.Once
+	h2   *http2.Server
+	base *http.Server // tracks the HTTP/2 connections, so that Drain can send them GOAWAY
+}
+
+func (s *HTTP2) init() {
+	s.once.Do(func() {
+		s.h2 = &http2.Server{}
+		s.base = &http.Server{}
+		_ = http2.ConfigureServer(s.base, s.h2)
+	})
+}
+
+// ServeConn serves HTTP/2 on one connection until it ends.
+func (s *HTTP2) ServeConn(conn net.Conn, h http.Handler) {
+	s.init()
+	s.h2.ServeConn(conn, &http2.ServeConnOpts{BaseConfig: s.base, Handler: h})
+}
+
+// Drain tells HTTP/2 connections to go away once their requests are done, and waits for the
+// connections under way to finish, up to ctx. The listener must be closed first.
+func (s *HTTP2) Drain(ctx context.Context) {
+	s.init()
+	_ = s.base.Shutdown(ctx)
+	s.Wait(ctx)
 }

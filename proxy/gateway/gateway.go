@@ -27,10 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
-
-	"golang.org/x/net/http2"
 
 	"github.com/skeinmesh/skein/proxy/accept"
 	"github.com/skeinmesh/skein/proxy/destinations"
@@ -52,36 +49,20 @@ type Gateway struct {
 	// HandshakeTimeout bounds the handshake and the preamble.
 	HandshakeTimeout time.Duration
 
-	once  sync.Once
-	h2    *http2.Server
-	base  *http.Server // tracks the HTTP/2 connections, so that Drain can send them GOAWAY
-	conns accept.Loop
-}
-
-func (g *Gateway) init() {
-	g.once.Do(func() {
-		g.h2 = &http2.Server{}
-		g.base = &http.Server{}
-		_ = http2.ConfigureServer(g.base, g.h2)
-		if g.HandshakeTimeout == 0 {
-			g.HandshakeTimeout = 10 * time.Second
-		}
-	})
+	conns accept.HTTP2
 }
 
 // Serve accepts connections until the listener is closed.
 func (g *Gateway) Serve(lis net.Listener) error {
-	g.init()
+	if g.HandshakeTimeout == 0 {
+		g.HandshakeTimeout = 10 * time.Second
+	}
 	return g.conns.Serve(lis, g.handle)
 }
 
 // Drain tells HTTP/2 connections to go away once their requests are done, and waits for the
 // connections under way to finish, up to ctx. The listener must be closed first.
-func (g *Gateway) Drain(ctx context.Context) {
-	g.init()
-	_ = g.base.Shutdown(ctx)
-	g.conns.Wait(ctx)
-}
+func (g *Gateway) Drain(ctx context.Context) { g.conns.Drain(ctx) }
 
 func (g *Gateway) handle(conn net.Conn) {
 	defer conn.Close()
@@ -116,8 +97,7 @@ func (g *Gateway) handle(conn net.Conn) {
 			}
 			forward.ServeHTTP(w, r)
 		})
-		g.h2.ServeConn(counted, &http2.ServeConnOpts{BaseConfig: g.base,
-			Handler: g.Metrics.HTTP(metrics.Gateway, metrics.Labels{TLS: true, ClientID: peer}, h)})
+		g.conns.ServeConn(counted, g.Metrics.HTTP(metrics.Gateway, metrics.Labels{TLS: true, ClientID: peer}, h))
 	case mtls.ProtoOpaque:
 		counted, done := g.Metrics.TCPOpen(metrics.Gateway, true, service, tc)
 		defer done()

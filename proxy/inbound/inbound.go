@@ -53,18 +53,13 @@ type Proxy struct {
 	HandshakeTimeout time.Duration
 
 	once  sync.Once
-	h2    *http2.Server
-	base  *http.Server // tracks the HTTP/2 connections, so that Drain can send them GOAWAY
 	http1 *http.Transport
 	h2c   *http2.Transport
-	conns accept.Loop
+	conns accept.HTTP2
 }
 
 func (p *Proxy) init() {
 	p.once.Do(func() {
-		p.h2 = &http2.Server{}
-		p.base = &http.Server{}
-		_ = http2.ConfigureServer(p.base, p.h2)
 		p.http1 = &http.Transport{MaxIdleConnsPerHost: 100, IdleConnTimeout: 90 * time.Second}
 		p.h2c = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 			var d net.Dialer
@@ -84,11 +79,7 @@ func (p *Proxy) Serve(lis net.Listener) error {
 
 // Drain tells HTTP/2 connections to go away once their requests are done, and waits for the
 // connections under way to finish, up to ctx. The listener must be closed first.
-func (p *Proxy) Drain(ctx context.Context) {
-	p.init()
-	_ = p.base.Shutdown(ctx)
-	p.conns.Wait(ctx)
-}
+func (p *Proxy) Drain(ctx context.Context) { p.conns.Drain(ctx) }
 
 func (p *Proxy) handle(conn net.Conn) {
 	defer conn.Close()
@@ -113,7 +104,7 @@ func (p *Proxy) handle(conn net.Conn) {
 	defer done()
 	switch state.NegotiatedProtocol {
 	case mtls.ProtoHTTP2:
-		p.h2.ServeConn(counted, &http2.ServeConnOpts{BaseConfig: p.base, Handler: p.Metrics.HTTP(metrics.Inbound, metrics.Labels{TLS: true, ClientID: peer}, p.httpHandler(app, peer))})
+		p.conns.ServeConn(counted, p.Metrics.HTTP(metrics.Inbound, metrics.Labels{TLS: true, ClientID: peer}, p.httpHandler(app, peer)))
 	default:
 		up, err := net.DialTimeout("tcp", app, 5*time.Second)
 		if err != nil {

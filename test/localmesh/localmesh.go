@@ -116,6 +116,16 @@ func (m *Mesh) AddPod(name, namespace, serviceAccount string, dests []destinatio
 // AddPodServing is AddPod with more flags for the workload's server (see test/workload: -latencies,
 // -fail-every).
 func (m *Mesh) AddPodServing(name, namespace, serviceAccount string, dests []destinations.Service, serveArgs ...string) (*Pod, error) {
+	return m.addPod(name, namespace, serviceAccount, dests, false, serveArgs)
+}
+
+// AddGateway runs a multicluster gateway, skein-proxy --mode=gateway on port 4143, in a pod of its
+// own without iptables rules, as a ServiceAccount. dests are the services it knows, exported or not.
+func (m *Mesh) AddGateway(name, namespace, serviceAccount string, dests []destinations.Service) (*Pod, error) {
+	return m.addPod(name, namespace, serviceAccount, dests, true, nil)
+}
+
+func (m *Mesh) addPod(name, namespace, serviceAccount string, dests []destinations.Service, gateway bool, serveArgs []string) (*Pod, error) {
 	np, err := m.Network.AddPod(name)
 	if err != nil {
 		return nil, err
@@ -128,6 +138,9 @@ func (m *Mesh) AddPodServing(name, namespace, serviceAccount string, dests []des
 	tokenPath, anchors := m.file(name+".token", token), m.file("anchors.pem", []byte(m.TrustAnchors))
 	args := []string{"--identity-addr", m.IdentityAddr, "--identity-server-name", m.IdentityServerName,
 		"--identity", id.String(), "--token-path", tokenPath, "--trust-anchors", "@" + anchors, "--log-level", "debug"}
+	if gateway {
+		args = append(args, "--mode", "gateway")
+	}
 	if len(m.XDSAddrs) > 0 {
 		if err := m.createPod(name, namespace, serviceAccount, np.IP.String()); err != nil {
 			return nil, err
@@ -152,8 +165,10 @@ func (m *Mesh) AddPodServing(name, namespace, serviceAccount string, dests []des
 	if err := p.start(); err != nil {
 		return nil, err
 	}
-	if err := np.ApplyProxyInit(m.ctx, m.proxyIn, iptables.Config{ProxyUID: ProxyUID}); err != nil {
-		return nil, err
+	if !gateway {
+		if err := np.ApplyProxyInit(m.ctx, m.proxyIn, iptables.Config{ProxyUID: ProxyUID}); err != nil {
+			return nil, err
+		}
 	}
 	return p, p.WaitReady()
 }
@@ -267,8 +282,7 @@ func (p *Pod) WaitReady() error {
 // Restart restarts the pod as a rolling update does: the proxy is told to stop (SIGTERM) and
 // drains, the workload is restarted, then the proxy starts again.
 func (p *Pod) Restart() error {
-	p.proxy.Process.Signal(syscall.SIGTERM)
-	if err := wait(p.proxyEx, 30*time.Second, p.Name+"'s proxy to drain and exit"); err != nil {
+	if err := p.TerminateProxy(); err != nil {
 		return err
 	}
 	p.workload.Process.Signal(syscall.SIGTERM)
@@ -279,6 +293,13 @@ func (p *Pod) Restart() error {
 		return err
 	}
 	return p.WaitReady()
+}
+
+// TerminateProxy tells the pod's proxy to stop (SIGTERM), as the kubelet does, and waits for it to
+// drain and exit.
+func (p *Pod) TerminateProxy() error {
+	p.proxy.Process.Signal(syscall.SIGTERM)
+	return wait(p.proxyEx, 30*time.Second, p.Name+"'s proxy to drain and exit")
 }
 
 // StopProxy kills the pod's proxy, as when its pod vanishes, and waits for it to exit.

@@ -275,6 +275,56 @@ var _ = Describe("Configuration push", Ordered, func() {
 		Expect(identity()).To(Equal(id("billing-v2").String()))
 	})
 
+	It("gives a mirrored Service's gateway endpoint its Link's gateway identity and target, and follows the Link", func() {
+		Expect(client.IgnoreAlreadyExists(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "links"}}))).To(Succeed())
+		gatewayID := func(domain string) string { return "spiffe://" + domain + "/ns/skein-system/sa/" + meshv1.GatewayName }
+		link := &meshv1.Link{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "links", Name: "east"},
+			Spec: meshv1.LinkSpec{TargetClusterName: "east", ClusterCredentialsSecret: "east-credentials",
+				GatewayAddress: "192.0.2.30", GatewayIdentity: gatewayID("east.example")},
+		}
+		Expect(k8s.Create(ctx, link)).To(Succeed())
+		mirrored := map[string]string{meshv1.MirroredFromLabel: "east", meshv1.LinkLabel: "links.east"}
+		Expect(k8s.Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-east", Labels: mirrored,
+				Annotations: map[string]string{meshv1.RemoteServiceAnnotation: "web.shop"}},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}},
+		})).To(Succeed())
+		sliceLabels := map[string]string{discoveryv1.LabelServiceName: "web-east"}
+		for k, v := range mirrored {
+			sliceLabels[k] = v
+		}
+		Expect(k8s.Create(ctx, &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: "web-east", Labels: sliceLabels},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](4143)}},
+			Endpoints: []discoveryv1.Endpoint{{
+				Addresses: []string{"192.0.2.30"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+				TargetRef: &corev1.ObjectReference{Kind: "Link", Namespace: "links", Name: "east"},
+			}},
+		})).To(Succeed())
+		webEast := xdsnames.Authority("web-east", ns, 8080)
+		d := openDelta(id("client"), xdsnames.NodeID("client-1", ns))
+		d.subscribe(resource.EndpointType, webEast)
+		// The identity and target of the gateway endpoint in the next assignment sent for web-east.
+		gateway := func() []string {
+			cla := resources(d.next(resource.EndpointType), func() *endpointv3.ClusterLoadAssignment { return &endpointv3.ClusterLoadAssignment{} })[webEast]
+			for _, loc := range cla.GetEndpoints() {
+				for _, lb := range loc.GetLbEndpoints() {
+					f := lb.GetMetadata().GetFilterMetadata()[xdsnames.MetadataKey].GetFields()
+					return []string{lb.GetEndpoint().GetAddress().GetSocketAddress().GetAddress(), f[xdsnames.FieldIdentity].GetStringValue(), f[xdsnames.FieldGatewayTarget].GetStringValue()}
+				}
+			}
+			return nil
+		}
+		Eventually(gateway).Should(Equal([]string{"192.0.2.30", gatewayID("east.example"), xdsnames.Authority("web", "shop", 8080)}))
+
+		before := link.DeepCopy()
+		link.Spec.GatewayIdentity = gatewayID("east-2.example")
+		Expect(k8s.Patch(ctx, link, client.MergeFrom(before))).To(Succeed())
+		Expect(gateway()).To(Equal([]string{"192.0.2.30", gatewayID("east-2.example"), xdsnames.Authority("web", "shop", 8080)}))
+	})
+
 	It("serves state-of-the-world clients too", func() {
 		s, err := dial(id("client")).StreamAggregatedResources(ctx)
 		Expect(err).NotTo(HaveOccurred())
