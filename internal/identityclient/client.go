@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	mathrand "math/rand/v2"
 	"net/url"
@@ -44,6 +45,8 @@ type Config struct {
 	RenewAt float64
 	// MinBackoff and MaxBackoff bound the wait between failed attempts; 1s and 1m when zero.
 	MinBackoff, MaxBackoff time.Duration
+	// Log hears why an attempt failed; nothing is logged when nil.
+	Log *slog.Logger
 }
 
 // Client keeps a certificate for one identity current.
@@ -162,6 +165,9 @@ func (c *Client) Run(ctx context.Context) error {
 		if err != nil {
 			failures++
 			wait = backoff(failures, c.cfg.MinBackoff, c.cfg.MaxBackoff)
+			if c.cfg.Log != nil {
+				c.cfg.Log.Warn("No workload certificate from the identity service; retrying", "identity", c.cfg.Identity, "err", err, "retry_in", wait)
+			}
 		} else {
 			failures = 0
 			wait = renewalDelay(time.Now(), cert.Leaf.NotAfter, c.cfg.RenewAt)

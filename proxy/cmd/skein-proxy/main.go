@@ -114,6 +114,7 @@ func run(c config) error {
 
 	ic, err := identityclient.New(identityclient.Config{
 		Addr: c.identityAddr, ServerName: c.identityServerName, TrustAnchors: anchors, Identity: c.identity, TokenPath: c.tokenPath,
+		Log: log,
 	})
 	if err != nil {
 		return err
