@@ -92,6 +92,8 @@ spec:
 	if string(eastAnchors) != string(anchors) {
 		t.Fatalf("east's trust bundle is not west's:\n%s\nwant\n%s", eastAnchors, anchors)
 	}
+	west.waitIssuer(t)
+	east.waitIssuer(t)
 	west.startMesh(t, ctx, network, string(anchors), nil)
 	east.startMesh(t, ctx, network, string(anchors), map[string]string{framework.IdentityServerName: host, framework.XDSServerName: host})
 
@@ -300,6 +302,13 @@ func startSide(t *testing.T, identityAddr, xdsAddr string) *side {
 	}
 	t.Cleanup(func() { cp.Stop() })
 	return &side{Cluster: c, cp: cp}
+}
+
+// waitIssuer waits until the side's identity service has loaded the issuer cert-manager issued,
+// which it does a moment after the MeshConfig turns Ready.
+func (s *side) waitIssuer(t *testing.T) {
+	t.Helper()
+	waitFor(t, time.Minute, "the identity service to load its issuer", func() bool { return s.cp.Issuer() != nil })
 }
 
 // startMesh readies the side to run pods, once its mesh has a trust bundle.
