@@ -191,6 +191,8 @@ func (d *demo) startController(ctx context.Context, cluster *localcluster.Cluste
 		"--webhook-host="+cluster.Webhook.Host, fmt.Sprintf("--webhook-port=%d", cluster.Webhook.Port),
 		"--webhook-cert-dir="+cluster.Webhook.CertDir)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Should the demo die without stopping it, the control plane goes with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting %s: %w", d.Controller, err)

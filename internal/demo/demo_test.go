@@ -30,7 +30,7 @@ func TestDemoOnce(t *testing.T) {
 		t.Fatalf("building the control plane: %v\n%s", err, out)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
 	if err := demo.Run(ctx, demo.Options{Controller: controller, Dir: dir, Once: true, Out: &out}); err != nil {
@@ -58,6 +58,11 @@ func TestDemoOnce(t *testing.T) {
 		`billing-vm-1\s+spiffe://cluster.local/ns/default/sa/billing\s+10\.\S+\s+True`,
 		`default\s+billing\s+1/1\s`,
 		`client -> billing:80 \(the VM \S+\) answered: 200 HTTP/1.1 /\S* spiffe://cluster.local/ns/default/sa/client hello-vm`,
+		`web-east mirrored \S+ after the Link was applied`,
+		`client -> web-east:80 \(through east's gateway\) answered: 200 HTTP/1.1 /http1 spiffe://cluster.local/ns/skein-system/sa/skein-gateway hello-east forwarded-for=spiffe://cluster.local/ns/default/sa/client`,
+		`east\s+east\s+10\.\S+\s+false\s+1\s+False`,
+		`restored \S+ after the link came back`,
+		`client -> web-east:80 answered again: 200 `,
 		`meshconfig.mesh.skein.dev/default patched`,
 		`default-namespace\s+Healthy\s+3/3\s+100.00%\s+100.00%\s+\d+\.\d+\s+\S+ms`,
 		`==> skein stat services -n default\n\s+NAMESPACE\s+NAME\s+MESHED\s+SUCCESS\s+RPS\s+LATENCY_P50\s+LATENCY_P95\s+LATENCY_P99\s+TCP_CONN\n`,

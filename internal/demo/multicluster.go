@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 	"github.com/skeinmesh/skein/internal/certmanager"
 	"github.com/skeinmesh/skein/internal/inject"
 	"github.com/skeinmesh/skein/internal/localcluster"
+	"github.com/skeinmesh/skein/internal/multicluster"
 	"github.com/skeinmesh/skein/test/localmesh"
 )
 
@@ -139,17 +139,15 @@ func (d *demo) multicluster(ctx context.Context) error {
 		return err
 	}
 
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	// The sample Link is east's, but for what only east knows: the command fills it in.
+	// The sample Link is east's, but for what only east knows: `skein multicluster link` fills it in.
 	d.say("skein multicluster link --cluster-name east --namespace default --gateway-address " + gateway.IP.String() + " (against east) | kubectl apply -f - (here)")
-	link, err := exec.CommandContext(ctx, self, "multicluster", "link", "--cluster-name", "east", "--namespace", "default",
-		"--kubeconfig", east.Kubeconfig, "--gateway-address", gateway.IP.String()).Output()
+	res, err := multicluster.Link(ctx, east.Client, east.Config, multicluster.LinkOptions{
+		ClusterName: "east", Namespace: "default", ControlPlaneNamespace: Namespace, GatewayAddress: gateway.IP.String(), TokenTTL: 24 * time.Hour,
+	})
 	if err != nil {
 		return fmt.Errorf("skein multicluster link: %w", err)
 	}
+	link := res.Manifest
 	d.printf("%s", indent(redactToken(string(link))))
 	applied := time.Now()
 	if _, err := d.cluster.Kubectl(ctx, link, "apply", "-f", "-"); err != nil {
