@@ -46,6 +46,7 @@ type config struct {
 	inboundPort, outboundPort, adminPort, maxAuthorities                int
 	drainTimeout, detectTimeout, responseTimeout                        time.Duration
 	logLevel                                                            string
+	pprof                                                               bool
 }
 
 func main() {
@@ -71,6 +72,7 @@ func main() {
 	flag.DurationVar(&c.responseTimeout, "response-timeout", 0, "How long an endpoint may take to start answering an HTTP request; 0 waits as long as the client does")
 	flag.DurationVar(&c.detectTimeout, "detect-timeout", time.Second, "How long a silent client may take before its connection is opaque")
 	flag.StringVar(&c.logLevel, "log-level", envOr("SKEIN_LOG_LEVEL", "info"), "error, warn, info, debug or trace")
+	flag.BoolVar(&c.pprof, "pprof", os.Getenv("SKEIN_PPROF") == "true", "Serve Go's profiles under /debug/pprof/ on the admin port, to localhost only")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "skein-proxy:", err)
@@ -148,7 +150,8 @@ func run(c config) error {
 	var draining atomic.Bool
 	// Ready once the proxy has a certificate and, from the control plane, its first destinations:
 	// the application, started after its proxy is ready, then finds its services routed.
-	adm := &admin.Server{Metrics: reg, Shutdown: stop, Ready: func() bool { return ic.Certificate() != nil && loaded(dests) && !draining.Load() }}
+	adm := &admin.Server{Metrics: reg, Shutdown: stop, Ready: func() bool { return ic.Certificate() != nil && loaded(dests) && !draining.Load() },
+		Pprof: c.pprof}
 	adminSrv := &http.Server{Addr: ":" + strconv.Itoa(c.adminPort), Handler: adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = adminSrv.ListenAndServe() }()
 	go func() { _ = in.Serve(inLis) }()
