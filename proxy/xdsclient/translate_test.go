@@ -152,7 +152,7 @@ func TestMatchingRoutesComeFirst(t *testing.T) {
 		},
 		Action: toCanary,
 	}}, vh.Routes...)
-	vhs, err := virtualHosts(rc)
+	vhs, err := virtualHosts(mustMarshal(rc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestMatchingRoutesComeFirst(t *testing.T) {
 	}
 
 	vh.Routes[0].Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/api.*"}}
-	if _, err := virtualHosts(rc); err == nil || !strings.Contains(err.Error(), "prefixes only") {
+	if _, err := virtualHosts(mustMarshal(rc)); err == nil || !strings.Contains(err.Error(), "prefixes only") {
 		t.Errorf("a regex path match was accepted: %v", err)
 	}
 }
@@ -186,4 +186,12 @@ func TestListenerWithInlineRoutes(t *testing.T) {
 	if got.(*listener).routeName != "" || len(inline) != 1 || len(inline[0].weighted) != 2 || inline[0].weighted[1].Weight != 3 {
 		t.Errorf("inline routes = %+v", got)
 	}
+}
+
+func mustMarshal(m proto.Message) []byte {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
