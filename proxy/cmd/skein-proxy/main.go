@@ -45,7 +45,7 @@ type config struct {
 	xdsAddr, xdsServerName, nodeID                                      string
 	inboundPort, outboundPort, adminPort, maxAuthorities                int
 	drainTimeout, detectTimeout, responseTimeout                        time.Duration
-	logLevel                                                            string
+	logLevel, memoryLimit                                               string
 	pprof                                                               bool
 }
 
@@ -73,6 +73,7 @@ func main() {
 	flag.DurationVar(&c.detectTimeout, "detect-timeout", time.Second, "How long a silent client may take before its connection is opaque")
 	flag.StringVar(&c.logLevel, "log-level", envOr("SKEIN_LOG_LEVEL", "info"), "error, warn, info, debug or trace")
 	flag.BoolVar(&c.pprof, "pprof", os.Getenv("SKEIN_PPROF") == "true", "Serve Go's profiles under /debug/pprof/ on the admin port, to localhost only")
+	flag.StringVar(&c.memoryLimit, "memory-limit", os.Getenv("SKEIN_MEMORY_LIMIT"), "The Go runtime's soft memory limit, bytes or with a Ki, Mi or Gi suffix, or off; when unset, GOMEMLIMIT if set, else 16Mi; a proxy whose live heap nears it spends more CPU collecting, so raise it for proxies with many connections")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "skein-proxy:", err)
@@ -86,6 +87,13 @@ func run(c config) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	limit, set, err := memoryLimit(c.memoryLimit, os.Getenv("GOMEMLIMIT") != "")
+	if err != nil {
+		return err
+	}
+	if set {
+		applyMemoryLimit(limit)
+	}
 	anchors, err := readPEM(c.trustAnchors)
 	if err != nil {
 		return err
