@@ -60,7 +60,9 @@ func Build(root, outDir string, img Image) (string, error) {
 	}
 	defer os.RemoveAll(work)
 	bin := filepath.Join(work, filepath.Base(img.Binary))
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, img.Package)
+	// grpcnotrace leaves out grpc's request tracing (golang.org/x/net/trace, which links
+	// html/template), never turned on here: 3 MB of binary, 1.3 MB resident in every proxy.
+	cmd := exec.Command("go", "build", "-trimpath", "-tags=grpcnotrace", "-ldflags=-s -w", "-o", bin, img.Package)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -5,6 +5,7 @@ package admin
 import (
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,9 @@ type Server struct {
 	// Shutdown starts a graceful stop.
 	Shutdown func()
 	Metrics  prometheus.Gatherer
+	// Pprof serves Go's profiles under /debug/pprof/, to localhost only: they show memory contents
+	// and cost CPU, so they are off unless asked for.
+	Pprof bool
 
 	shuttingDown atomic.Bool
 }
@@ -34,9 +38,12 @@ func (s *Server) Handler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	if s.Pprof {
+		mux.Handle("GET /debug/pprof/", localOnly(http.HandlerFunc(pprof.Index)))
+		mux.Handle("GET /debug/pprof/profile", localOnly(http.HandlerFunc(pprof.Profile)))
+	}
 	mux.HandleFunc("POST /shutdown", func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		if !fromLocalhost(r) {
 			http.Error(w, "shutdown is only accepted from localhost", http.StatusForbidden)
 			return
 		}
@@ -46,4 +53,20 @@ func (s *Server) Handler() http.Handler {
 		_, _ = w.Write([]byte("shutting down\n"))
 	})
 	return mux
+}
+
+func fromLocalhost(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
+}
+
+func localOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !fromLocalhost(r) {
+			http.Error(w, "profiles are only served to localhost", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -57,3 +57,24 @@ func TestAdmin(t *testing.T) {
 		t.Errorf("GET /shutdown: %d", w.Code)
 	}
 }
+
+func TestPprof(t *testing.T) {
+	get := func(s *Server, remote string) int {
+		r := httptest.NewRequest("GET", "/debug/pprof/heap", nil)
+		r.RemoteAddr = remote
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, r)
+		return w.Code
+	}
+	reg := prometheus.NewRegistry()
+	if code := get(&Server{Metrics: reg}, "127.0.0.1:1"); code != http.StatusNotFound {
+		t.Errorf("profiles served without Pprof: %d", code)
+	}
+	on := &Server{Metrics: reg, Pprof: true}
+	if code := get(on, "10.0.0.1:1"); code != http.StatusForbidden {
+		t.Errorf("profiles to another host: %d", code)
+	}
+	if code := get(on, "127.0.0.1:1"); code != http.StatusOK {
+		t.Errorf("profiles to localhost: %d", code)
+	}
+}

@@ -104,7 +104,7 @@ func (p *Proxy) handle(conn net.Conn) {
 	defer done()
 	switch state.NegotiatedProtocol {
 	case mtls.ProtoHTTP2:
-		p.conns.ServeConn(counted, p.Metrics.HTTP(metrics.Inbound, metrics.Labels{TLS: true, ClientID: peer}, p.httpHandler(app, peer)))
+		p.conns.ServeConn(counted, grownStack(p.Metrics.HTTP(metrics.Inbound, metrics.Labels{TLS: true, ClientID: peer}, p.httpHandler(app, peer))))
 	default:
 		up, err := net.DialTimeout("tcp", app, 5*time.Second)
 		if err != nil {
@@ -115,18 +115,42 @@ func (p *Proxy) handle(conn net.Conn) {
 	}
 }
 
+// grownStack runs each request's handler on a stack grown at once to the size forwarding a request
+// needs. HTTP/2 runs every request on a new goroutine, whose small stack otherwise grows by doubling
+// several times, each time copying the ever deeper stack of the reverse proxy and the HTTP client:
+// profiles put that copying at about a tenth of the inbound proxy's CPU.
+func grownStack(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		growStack(0)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// growStack has a frame of 16 KiB, which makes the runtime grow the goroutine's stack to 32 KiB
+// while it is still shallow and cheap to copy.
+//
+//go:noinline
+func growStack(i int) byte {
+	var frame [16 << 10]byte
+	frame[i] = 1
+	return frame[i/2]
+}
+
 // httpHandler forwards requests to the application in the protocol the client spoke.
 func (p *Proxy) httpHandler(app, peer string) http.Handler {
-	rp := &httputil.ReverseProxy{
+	return &httputil.ReverseProxy{
 		BufferPool: buffers,
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.Out.URL.Scheme, r.Out.URL.Host = "http", app
 			r.Out.Host = r.In.Host
-			r.Out.Header.Del(OrigProtoHeader)
+			// OrigProtoHeader stays on the outgoing request until the transport has read it.
 			r.Out.Header.Set(ClientIDHeader, peer)
 		},
 		Transport: roundTripperFunc(func(req *http.Request) (*http.Response, error) {
-			if wasHTTP1(req) {
+			// The request's header is the reverse proxy's copy, the proxy's own to change.
+			http1 := req.Header.Get(OrigProtoHeader) != ""
+			req.Header.Del(OrigProtoHeader)
+			if http1 {
 				return p.http1.RoundTrip(req)
 			}
 			return p.h2c.RoundTrip(req)
@@ -136,21 +160,10 @@ func (p *Proxy) httpHandler(app, peer string) http.Handler {
 			http.Error(w, fmt.Sprintf("skein-proxy: the application at %s did not answer: %v", app, err), http.StatusBadGateway)
 		},
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := context.WithValue(r.Context(), http1Key{}, r.Header.Get(OrigProtoHeader) != "")
-		rp.ServeHTTP(w, r.WithContext(ctx))
-	})
 }
 
 // buffers are shared by every response body the proxy copies.
 var buffers = &bufpool.Pool{}
-
-type http1Key struct{}
-
-func wasHTTP1(req *http.Request) bool {
-	v, _ := req.Context().Value(http1Key{}).(bool)
-	return v
-}
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 

@@ -61,6 +61,42 @@ type Proxy struct {
 	refused   *prometheus.CounterVec
 
 	authorities, serverIDs, clientIDs *bounded
+
+	// series caches the metrics of each label set seen, so that a request finds them with one map
+	// lookup instead of hashing its label values into three vectors and allocating them: they are
+	// as bounded as the vectors' own series.
+	series sync.Map // seriesKey -> *seriesMetrics
+}
+
+// seriesKey is the label values of a request's metrics, but for its status.
+type seriesKey struct {
+	direction, authority                              string
+	tls                                               bool
+	dstService, dstBackend, route, serverID, clientID string
+	status                                            int
+}
+
+type seriesMetrics struct {
+	requests, responses prometheus.Counter
+	latency             prometheus.Observer
+}
+
+func (p *Proxy) seriesFor(k seriesKey) *seriesMetrics {
+	if m, ok := p.series.Load(k); ok {
+		return m.(*seriesMetrics)
+	}
+	class := Success
+	if k.status >= 500 {
+		class = Failure
+	}
+	values := []string{k.direction, k.authority, strconv.FormatBool(k.tls), k.dstService, k.dstBackend, k.route, k.serverID, k.clientID}
+	m := &seriesMetrics{
+		requests:  p.requests.WithLabelValues(values...),
+		responses: p.responses.WithLabelValues(append(values, strconv.Itoa(k.status), class)...),
+		latency:   p.latency.WithLabelValues(append(values, class)...),
+	}
+	actual, _ := p.series.LoadOrStore(k, m)
+	return actual.(*seriesMetrics)
 }
 
 // New registers the proxy's metrics on reg. maxAuthorities bounds the distinct authorities, and
@@ -130,7 +166,7 @@ type Labels struct {
 type labelsKey struct{}
 
 // LabelsFrom returns the labels of the request whose context ctx is, for the router to fill in; nil
-// outside a handler wrapped by HTTP.
+// outside a handler wrapped by HTTP for the Outbound direction.
 func LabelsFrom(ctx context.Context) *Labels {
 	l, _ := ctx.Value(labelsKey{}).(*Labels)
 	return l
@@ -156,16 +192,18 @@ func (p *Proxy) HTTP(direction string, base Labels, next http.Handler) http.Hand
 		labels := base
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		start := time.Now()
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), labelsKey{}, &labels)))
-		class := Success
-		if rec.status >= 500 {
-			class = Failure
+		if direction == Outbound {
+			// Only the outbound router fills labels in; the inbound side knows them all from its
+			// connection, and spares every request a copy made to carry them.
+			r = r.WithContext(context.WithValue(r.Context(), labelsKey{}, &labels))
 		}
-		values := []string{direction, p.authorities.value(r.Host), strconv.FormatBool(labels.TLS), labels.DstService, labels.DstBackend,
-			labels.Route, p.serverIDs.value(labels.ServerID), p.clientIDs.value(labels.ClientID)}
-		p.requests.WithLabelValues(values...).Inc()
-		p.responses.WithLabelValues(append(values, strconv.Itoa(rec.status), class)...).Inc()
-		p.latency.WithLabelValues(append(values, class)...).Observe(float64(rec.elapsed(start)) / float64(time.Millisecond))
+		next.ServeHTTP(rec, r)
+		m := p.seriesFor(seriesKey{direction: direction, authority: p.authorities.value(r.Host), tls: labels.TLS, dstService: labels.DstService,
+			dstBackend: labels.DstBackend, route: labels.Route, serverID: p.serverIDs.value(labels.ServerID),
+			clientID: p.clientIDs.value(labels.ClientID), status: rec.status})
+		m.requests.Inc()
+		m.responses.Inc()
+		m.latency.Observe(float64(rec.elapsed(start)) / float64(time.Millisecond))
 	})
 }
 

@@ -22,13 +22,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skeinmesh/skein/proxy/destinations"
 )
@@ -59,7 +57,7 @@ type Config struct {
 // Client keeps a destinations snapshot current from the control plane. It is a destinations.Source.
 type Client struct {
 	cfg     Config
-	node    *corev3.Node
+	node    *node
 	creds   credentials.TransportCredentials
 	updates *prometheus.CounterVec
 
@@ -112,7 +110,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		cfg:  cfg,
-		node: &corev3.Node{Id: cfg.NodeID, Cluster: "skein-proxy", UserAgentName: "skein-proxy"},
+		node: &node{id: cfg.NodeID, cluster: "skein-proxy", userAgentName: "skein-proxy"},
 		creds: credentials.NewTLS(&tls.Config{
 			MinVersion: tls.VersionTLS13,
 			RootCAs:    cfg.Roots,
@@ -210,15 +208,22 @@ func (c *Client) stream(ctx context.Context, addr string) (heard bool, err error
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	s, err := conn.NewStream(ctx, &adsStream, adsMethod, grpc.ForceCodec(rawCodec{}))
 	if err != nil {
 		return false, err
 	}
-	send := func(reqs []*discoveryv3.DeltaDiscoveryRequest) error {
+	recv := func() (*deltaResponse, error) {
+		var b []byte
+		if err := s.RecvMsg(&b); err != nil {
+			return nil, err
+		}
+		return unmarshalResponse(b)
+	}
+	send := func(reqs []*deltaRequest) error {
 		for _, req := range reqs {
-			if err := s.Send(req); err != nil {
+			if err := s.SendMsg(req); err != nil {
 				if errors.Is(err, io.EOF) { // the stream's status says why
-					_, err = s.Recv()
+					_, err = recv()
 				}
 				return err
 			}
@@ -232,7 +237,7 @@ func (c *Client) stream(ctx context.Context, addr string) (heard bool, err error
 		return false, err
 	}
 	for {
-		resp, err := s.Recv()
+		resp, err := recv()
 		if err != nil {
 			return heard, err
 		}
@@ -250,42 +255,51 @@ func (c *Client) stream(ctx context.Context, addr string) (heard bool, err error
 
 // initialRequests open a stream: everything is subscribed to again, with the versions held, so
 // that the server sends only what changed.
-func (c *Client) initialRequests() []*discoveryv3.DeltaDiscoveryRequest {
-	var reqs []*discoveryv3.DeltaDiscoveryRequest
+func (c *Client) initialRequests() []*deltaRequest {
+	var reqs []*deltaRequest
 	for _, typ := range resourceTypes {
-		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, ResourceNamesSubscribe: []string{"*"}, InitialResourceVersions: map[string]string{}}
+		req := &deltaRequest{typeURL: typ, subscribe: []string{"*"}, initialResourceVersions: map[string]string{}}
 		for name, r := range c.held[typ] {
-			req.InitialResourceVersions[name] = r.version
+			req.initialResourceVersions[name] = r.version
 		}
 		reqs = append(reqs, req)
 	}
-	reqs[0].Node = c.node
+	reqs[0].node = c.node
 	return reqs
 }
 
+// The Aggregated Discovery Service's delta method, called without its generated client.
+const adsMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+
+var adsStream = grpc.StreamDesc{StreamName: "DeltaAggregatedResources", ServerStreams: true, ClientStreams: true}
+
 // handle applies a response, publishes the result, and returns the requests to send: the ACK or
 // NACK, then any change of subscriptions.
-func (c *Client) handle(resp *discoveryv3.DeltaDiscoveryResponse) []*discoveryv3.DeltaDiscoveryRequest {
+func (c *Client) handle(resp *deltaResponse) []*deltaRequest {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	typ := resp.GetTypeUrl()
-	ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: typ, ResponseNonce: resp.GetNonce()}
+	typ := resp.typeURL
+	ack := &deltaRequest{typeURL: typ, responseNonce: resp.nonce}
 	decode, ok := decoders[typ]
 	if !ok {
-		ack.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: "type " + typ + " was not asked for"}
-		return []*discoveryv3.DeltaDiscoveryRequest{ack}
+		ack.errorDetail = &status{code: int32(codes.InvalidArgument), message: "type " + typ + " was not asked for"}
+		return []*deltaRequest{ack}
 	}
 	var problems []string
-	for _, r := range resp.GetResources() {
-		name := r.GetName()
-		v, err := decode(name, r.GetResource())
+	for _, r := range resp.resources {
+		name := r.name
+		var res *anypb.Any
+		if r.resource != nil {
+			res = &anypb.Any{TypeUrl: r.resource.typeURL, Value: r.resource.value}
+		}
+		v, err := decode(name, res)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s %q: %v", typ[strings.LastIndexByte(typ, '.')+1:], name, err))
 			continue
 		}
-		c.held[typ][name] = resource{version: r.GetVersion(), value: v}
+		c.held[typ][name] = resource{version: r.version, value: v}
 	}
-	for _, name := range resp.GetRemovedResources() {
+	for _, name := range resp.removed {
 		delete(c.held[typ], name)
 	}
 	c.answered[typ] = true
@@ -293,13 +307,13 @@ func (c *Client) handle(resp *discoveryv3.DeltaDiscoveryResponse) []*discoveryv3
 	result := "ack"
 	if len(problems) > 0 {
 		result = "nack"
-		ack.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: strings.Join(problems, "; ")}
-		c.cfg.Log.Warn("Rejected xDS resources; their last good versions stay in force", "type", labels[typ], "problems", ack.ErrorDetail.Message)
+		ack.errorDetail = &status{code: int32(codes.InvalidArgument), message: strings.Join(problems, "; ")}
+		c.cfg.Log.Warn("Rejected xDS resources; their last good versions stay in force", "type", labels[typ], "problems", ack.errorDetail.message)
 	}
-	c.cfg.Log.Debug("Applied xDS response", "type", labels[typ], "resources", len(resp.GetResources())-len(problems), "removed", len(resp.GetRemovedResources()))
+	c.cfg.Log.Debug("Applied xDS response", "type", labels[typ], "resources", len(resp.resources)-len(problems), "removed", len(resp.removed))
 	c.updates.WithLabelValues(labels[typ], result).Inc()
 	c.publish()
-	return []*discoveryv3.DeltaDiscoveryRequest{ack}
+	return []*deltaRequest{ack}
 }
 
 // publish puts a snapshot of what is held in force. The first one waits until the server has

@@ -90,11 +90,11 @@ func TestDecodeRejects(t *testing.T) {
 			m.(*listenerv3.Listener).Metadata = skeinMetadata(xdsnames.FieldExported, "true")
 		}), wantErr: "exported is not a bool"},
 		{name: "gateway target is not a string", typ: endpointType, res: change(newAssignment(web, ep{addr: "10.0.0.1:4143"}), func(m proto.Message) {
-			m.(*endpointv3.ClusterLoadAssignment).Endpoints[0].LbEndpoints[0].Metadata = skeinFields(map[string]any{
+			m.(*endpointv3.ClusterLoadAssignment).Endpoints[0].LbEndpoints[0].Metadata = metadataOf(map[string]any{
 				xdsnames.FieldIdentity: gatewayID, xdsnames.FieldGatewayTarget: true})
 		}), wantErr: "gatewayTarget is not a string"},
 		{name: "gateway target is not an authority", typ: endpointType, res: change(newAssignment(web, ep{addr: "10.0.0.1:4143"}), func(m proto.Message) {
-			m.(*endpointv3.ClusterLoadAssignment).Endpoints[0].LbEndpoints[0].Metadata = skeinFields(map[string]any{
+			m.(*endpointv3.ClusterLoadAssignment).Endpoints[0].LbEndpoints[0].Metadata = metadataOf(map[string]any{
 				xdsnames.FieldIdentity: gatewayID, xdsnames.FieldGatewayTarget: "web.shop:8080"})
 		}), wantErr: `gatewayTarget: authority "web.shop:8080" does not end in .svc.cluster.local`},
 		{name: "gateway without identity", typ: endpointType, res: change(newAssignment(web, ep{addr: "10.0.0.1:4143"}), func(m proto.Message) {
@@ -167,7 +167,7 @@ func TestMatchingRoutesComeFirst(t *testing.T) {
 		},
 		Action: toCanary,
 	}}, vh.Routes...)
-	vhs, err := virtualHosts(rc)
+	vhs, err := virtualHosts(mustMarshal(rc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestMatchingRoutesComeFirst(t *testing.T) {
 	}
 
 	vh.Routes[0].Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/api.*"}}
-	if _, err := virtualHosts(rc); err == nil || !strings.Contains(err.Error(), "prefixes only") {
+	if _, err := virtualHosts(mustMarshal(rc)); err == nil || !strings.Contains(err.Error(), "prefixes only") {
 		t.Errorf("a regex path match was accepted: %v", err)
 	}
 }
@@ -205,7 +205,7 @@ func TestListenerWithInlineRoutes(t *testing.T) {
 
 const gatewayID = "spiffe://east.example/ns/skein-system/sa/skein-gateway"
 
-func skeinFields(fields map[string]any) *corev3.Metadata {
+func metadataOf(fields map[string]any) *corev3.Metadata {
 	s, err := structpb.NewStruct(fields)
 	if err != nil {
 		panic(err)
@@ -216,9 +216,9 @@ func skeinFields(fields map[string]any) *corev3.Metadata {
 func TestMirroredServiceThroughAGateway(t *testing.T) {
 	name := "web-east.shop.svc.cluster.local:8080"
 	l := newListener(name, false, "10.96.0.20:8080")
-	l.Metadata = skeinFields(map[string]any{xdsnames.FieldOpaque: false, xdsnames.FieldExported: true})
+	l.Metadata = metadataOf(map[string]any{xdsnames.FieldOpaque: false, xdsnames.FieldExported: true})
 	cla := newAssignment(name, ep{addr: "192.0.2.7:4143"})
-	cla.Endpoints[0].LbEndpoints[0].Metadata = skeinFields(map[string]any{
+	cla.Endpoints[0].LbEndpoints[0].Metadata = metadataOf(map[string]any{
 		xdsnames.FieldIdentity: gatewayID, xdsnames.FieldGatewayTarget: "web.shop.svc.cluster.local:8080"})
 	held := map[string]map[string]resource{}
 	for typ, m := range map[string]proto.Message{listenerType: l, routeType: newRoute(name, []string{name}), clusterType: newCluster(name), endpointType: cla} {
@@ -240,4 +240,12 @@ func TestMirroredServiceThroughAGateway(t *testing.T) {
 	if !slices.Equal(svc.Endpoints, want) {
 		t.Errorf("endpoints = %+v, want %+v", svc.Endpoints, want)
 	}
+}
+
+func mustMarshal(m proto.Message) []byte {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

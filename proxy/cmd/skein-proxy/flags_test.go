@@ -57,3 +57,37 @@ func TestBadModeIsRefused(t *testing.T) {
 		t.Errorf("run with --mode=router = %v, want an error naming --mode", err)
 	}
 }
+
+func TestMemoryLimit(t *testing.T) {
+	tests := []struct {
+		v          string
+		gomemlimit bool
+		want       int64
+		wantOK     bool
+		wantErr    bool
+	}{
+		{v: "", want: defaultMemoryLimit, wantOK: true},
+		{v: "", gomemlimit: true, wantOK: false},
+		{v: "20Mi", gomemlimit: true, want: 20 << 20, wantOK: true},
+		{v: "512Ki", want: 512 << 10, wantOK: true},
+		{v: "1Gi", want: 1 << 30, wantOK: true},
+		{v: "20971520", want: 20 << 20, wantOK: true},
+		{v: "off", want: 0, wantOK: true},
+		{v: "0", want: 0, wantOK: true},
+		{v: "20MB", wantErr: true},
+		{v: "-1", wantErr: true},
+		{v: "9999999999Gi", wantErr: true},
+	}
+	for _, tt := range tests {
+		got, ok, err := memoryLimit(tt.v, tt.gomemlimit)
+		if tt.wantErr {
+			if err == nil || !strings.Contains(err.Error(), "--memory-limit") {
+				t.Errorf("memoryLimit(%q) = %d, %v; want an error naming --memory-limit", tt.v, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want || ok != tt.wantOK {
+			t.Errorf("memoryLimit(%q, %v) = %d, %v, %v; want %d, %v", tt.v, tt.gomemlimit, got, ok, err, tt.want, tt.wantOK)
+		}
+	}
+}

@@ -47,9 +47,9 @@ type config struct {
 	xdsAddr, xdsServerName, nodeID                                      string
 	inboundPort, outboundPort, adminPort, maxAuthorities                int
 	drainTimeout, detectTimeout, responseTimeout                        time.Duration
-	logLevel                                                            string
-	mode                                                                string
+	logLevel, memoryLimit, mode                                         string
 	gatewayPort                                                         int
+	pprof                                                               bool
 }
 
 // Modes of the proxy.
@@ -83,6 +83,8 @@ func main() {
 	flag.StringVar(&c.mode, "mode", envOr("SKEIN_PROXY_MODE", modeSidecar), "sidecar (inbound and outbound ports behind iptables) or gateway (a multicluster gateway on --gateway-port)")
 	flag.IntVar(&c.gatewayPort, "gateway-port", envInt("SKEIN_GATEWAY_PORT", 4143), "Port a gateway accepts mTLS from linked clusters on")
 	flag.StringVar(&c.logLevel, "log-level", envOr("SKEIN_LOG_LEVEL", "info"), "error, warn, info, debug or trace")
+	flag.BoolVar(&c.pprof, "pprof", os.Getenv("SKEIN_PPROF") == "true", "Serve Go's profiles under /debug/pprof/ on the admin port, to localhost only")
+	flag.StringVar(&c.memoryLimit, "memory-limit", os.Getenv("SKEIN_MEMORY_LIMIT"), "The Go runtime's soft memory limit, bytes or with a Ki, Mi or Gi suffix, or off; when unset, GOMEMLIMIT if set, else 16Mi; a proxy whose live heap nears it spends more CPU collecting, so raise it for proxies with many connections")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "skein-proxy:", err)
@@ -99,6 +101,13 @@ func run(c config) error {
 		return fmt.Errorf("--mode: %q is neither %s nor %s", c.mode, modeSidecar, modeGateway)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	limit, set, err := memoryLimit(c.memoryLimit, os.Getenv("GOMEMLIMIT") != "")
+	if err != nil {
+		return err
+	}
+	if set {
+		applyMemoryLimit(limit)
+	}
 	anchors, err := readPEM(c.trustAnchors)
 	if err != nil {
 		return err
@@ -186,7 +195,8 @@ func run(c config) error {
 	var draining atomic.Bool
 	// Ready once the proxy has a certificate and, from the control plane, its first destinations:
 	// the application, started after its proxy is ready, then finds its services routed.
-	adm := &admin.Server{Metrics: reg, Shutdown: stop, Ready: func() bool { return ic.Certificate() != nil && loaded(dests) && !draining.Load() }}
+	adm := &admin.Server{Metrics: reg, Shutdown: stop, Ready: func() bool { return ic.Certificate() != nil && loaded(dests) && !draining.Load() },
+		Pprof: c.pprof}
 	adminSrv := &http.Server{Addr: ":" + strconv.Itoa(c.adminPort), Handler: adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = adminSrv.ListenAndServe() }()
 	for _, l := range listeners {
