@@ -166,7 +166,7 @@ type Labels struct {
 type labelsKey struct{}
 
 // LabelsFrom returns the labels of the request whose context ctx is, for the router to fill in; nil
-// outside a handler wrapped by HTTP for the Outbound direction.
+// outside a handler wrapped by HTTP for the Outbound or Gateway direction.
 func LabelsFrom(ctx context.Context) *Labels {
 	l, _ := ctx.Value(labelsKey{}).(*Labels)
 	return l
@@ -192,9 +192,9 @@ func (p *Proxy) HTTP(direction string, base Labels, next http.Handler) http.Hand
 		labels := base
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		start := time.Now()
-		if direction == Outbound {
-			// Only the outbound router fills labels in; the inbound side knows them all from its
-			// connection, and spares every request a copy made to carry them.
+		if direction != Inbound {
+			// The outbound router (in a gateway too) fills labels in; the inbound side knows them
+			// all from its connection, and spares every request a copy made to carry them.
 			r = r.WithContext(context.WithValue(r.Context(), labelsKey{}, &labels))
 		}
 		next.ServeHTTP(rec, r)

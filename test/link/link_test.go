@@ -48,7 +48,7 @@ func runLink(args ...string) ([]byte, error) {
 // linkManifest runs `skein multicluster link` against east and returns the Secret and the Link it
 // prints, the Link changed to probe the stand-in's admin port quickly.
 func linkManifest() (*corev1.Secret, *meshv1.Link) {
-	out, err := runLink("--cluster-name", "east", "--gateway-address", gw.host)
+	out, err := runLink("--cluster-name", "east", "--gateway-address", gw.Host)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	secret, link := &corev1.Secret{}, &meshv1.Link{}
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
@@ -57,7 +57,7 @@ func linkManifest() (*corev1.Secret, *meshv1.Link) {
 	ExpectWithOffset(1, secret.Kind).To(Equal("Secret"))
 	ExpectWithOffset(1, link.Kind).To(Equal("Link"))
 	ExpectWithOffset(1, link.Namespace).To(Equal(framework.SystemNamespace))
-	link.Spec.ProbeSpec = meshv1.ProbeSpec{Port: gw.adminPort, Period: &metav1.Duration{Duration: time.Second},
+	link.Spec.ProbeSpec = meshv1.ProbeSpec{Port: gw.AdminPort, Period: &metav1.Duration{Duration: time.Second},
 		Timeout: &metav1.Duration{Duration: 500 * time.Millisecond}, FailureThreshold: 2}
 	return secret, link
 }
@@ -137,7 +137,7 @@ var _ = Describe("Link controller", Ordered, func() {
 
 	It("gets credentials from skein multicluster link that read Services and EndpointSlices only", func() {
 		secret, link = linkManifest()
-		Expect(link.Spec.GatewayPort).To(Equal(gw.tlsPort))
+		Expect(link.Spec.GatewayPort).To(Equal(gw.TLSPort))
 		Expect(link.Spec.GatewayIdentity).To(Equal(gatewayIdentity.String()))
 		Expect(link.Spec.ClusterCredentialsSecret).To(Equal(secret.Name))
 		cfg, err := clientcmd.RESTConfigFromKubeConfig(secret.Data["kubeconfig"])
@@ -184,12 +184,12 @@ var _ = Describe("Link controller", Ordered, func() {
 			g.Expect(slice.Labels).To(HaveKeyWithValue(meshv1.LinkLabel, framework.SystemNamespace+".east"))
 			g.Expect(slice.AddressType).To(Equal(discoveryv1.AddressTypeIPv4))
 			g.Expect(slice.Ports).To(ConsistOf(
-				discoveryv1.EndpointPort{Name: ptr.To("http"), Port: ptr.To(gw.tlsPort), Protocol: ptr.To(corev1.ProtocolTCP)},
-				discoveryv1.EndpointPort{Name: ptr.To("grpc"), Port: ptr.To(gw.tlsPort), Protocol: ptr.To(corev1.ProtocolTCP)},
+				discoveryv1.EndpointPort{Name: ptr.To("http"), Port: ptr.To(gw.TLSPort), Protocol: ptr.To(corev1.ProtocolTCP)},
+				discoveryv1.EndpointPort{Name: ptr.To("grpc"), Port: ptr.To(gw.TLSPort), Protocol: ptr.To(corev1.ProtocolTCP)},
 			))
 			g.Expect(slice.Endpoints).To(HaveLen(1))
 			ep := slice.Endpoints[0]
-			g.Expect(ep.Addresses).To(Equal([]string{gw.host}))
+			g.Expect(ep.Addresses).To(Equal([]string{gw.Host}))
 			g.Expect(ep.TargetRef).To(Equal(&corev1.ObjectReference{Kind: "Link", Namespace: framework.SystemNamespace, Name: "east"}))
 			g.Expect(ep.Conditions.Ready).To(Equal(ptr.To(true)))
 
@@ -215,7 +215,7 @@ var _ = Describe("Link controller", Ordered, func() {
 			g.Expect(lines).To(HaveLen(2))
 			g.Expect(strings.Fields(lines[0])).To(Equal([]string{"NAME", "CLUSTER", "GATEWAY", "ALIVE", "SERVICES", "READY", "AGE", "LATENCY"}))
 			fields := strings.Fields(lines[1])
-			g.Expect(fields[:6]).To(Equal([]string{"east", "east", gw.host, "true", "1", "True"}))
+			g.Expect(fields[:6]).To(Equal([]string{"east", "east", gw.Host, "true", "1", "True"}))
 		}, timeout, interval).Should(Succeed())
 	})
 
@@ -241,8 +241,8 @@ var _ = Describe("Link controller", Ordered, func() {
 			g.Expect(svc.Spec.Ports[0]).To(And(HaveField("Name", "http"), HaveField("Port", int32(8080))))
 			g.Expect(svc.Spec.Ports[1]).To(And(HaveField("Name", "dns"), HaveField("Port", int32(53)), HaveField("Protocol", corev1.ProtocolUDP)))
 			g.Expect(slice.Ports).To(ConsistOf(
-				discoveryv1.EndpointPort{Name: ptr.To("http"), Port: ptr.To(gw.tlsPort), Protocol: ptr.To(corev1.ProtocolTCP)},
-				discoveryv1.EndpointPort{Name: ptr.To("dns"), Port: ptr.To(gw.tlsPort), Protocol: ptr.To(corev1.ProtocolUDP)},
+				discoveryv1.EndpointPort{Name: ptr.To("http"), Port: ptr.To(gw.TLSPort), Protocol: ptr.To(corev1.ProtocolTCP)},
+				discoveryv1.EndpointPort{Name: ptr.To("dns"), Port: ptr.To(gw.TLSPort), Protocol: ptr.To(corev1.ProtocolUDP)},
 			))
 		}, timeout, interval).Should(Succeed())
 	})
@@ -314,7 +314,7 @@ var _ = Describe("Link controller", Ordered, func() {
 	})
 
 	It("withdraws the endpoints after failureThreshold failed probes, and restores them after one success", func() {
-		gw.ready.Store(false)
+		gw.SetReady(false)
 		Eventually(func(g Gomega) {
 			g.Expect(endpointReady(g, "shop", "web-east")).To(BeFalse())
 			l := getLink(g)
@@ -323,7 +323,7 @@ var _ = Describe("Link controller", Ordered, func() {
 			g.Expect(meta.IsStatusConditionTrue(l.Status.Conditions, meshv1.ConditionReady)).To(BeFalse())
 			g.Expect(eventReasons(g, "east")).To(ContainElement(meshv1.ReasonGatewayUnreachable))
 		}, timeout, interval).Should(Succeed())
-		gw.ready.Store(true)
+		gw.SetReady(true)
 		Eventually(func(g Gomega) {
 			g.Expect(endpointReady(g, "shop", "web-east")).To(BeTrue())
 			g.Expect(getLink(g).Status.Gateway.Alive).To(BeTrue())
@@ -333,14 +333,14 @@ var _ = Describe("Link controller", Ordered, func() {
 	})
 
 	It("withdraws the endpoints while the gateway presents another identity", func() {
-		Expect(gw.presentAs(west.ControlPlane, spiffe.ID{TrustDomain: "cluster.local", Namespace: "shop", ServiceAccount: "impostor"})).To(Succeed())
+		Expect(gw.PresentAs(west.ControlPlane, spiffe.ID{TrustDomain: "cluster.local", Namespace: "shop", ServiceAccount: "impostor"})).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(endpointReady(g, "shop", "web-east")).To(BeFalse())
 			g.Expect(degradedReason(g)).To(Equal(meshv1.ReasonGatewayIdentityMismatch))
 			g.Expect(meta.FindStatusCondition(getLink(g).Status.Conditions, meshv1.ConditionDegraded).Message).To(ContainSubstring("impostor"))
 			g.Expect(eventReasons(g, "east")).To(ContainElement(meshv1.ReasonGatewayIdentityMismatch))
 		}, timeout, interval).Should(Succeed())
-		Expect(gw.presentAs(west.ControlPlane, gatewayIdentity)).To(Succeed())
+		Expect(gw.PresentAs(west.ControlPlane, gatewayIdentity)).To(Succeed())
 		Eventually(func(g Gomega) { g.Expect(endpointReady(g, "shop", "web-east")).To(BeTrue()) }, timeout, interval).Should(Succeed())
 	})
 

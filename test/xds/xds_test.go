@@ -28,6 +28,7 @@ import (
 	"github.com/skeinmesh/skein/internal/spiffe"
 	"github.com/skeinmesh/skein/internal/xds"
 	"github.com/skeinmesh/skein/internal/xdsnames"
+	"github.com/skeinmesh/skein/test/framework"
 )
 
 const ns = "shop"
@@ -278,10 +279,19 @@ var _ = Describe("Configuration push", Ordered, func() {
 	It("gives a mirrored Service's gateway endpoint its Link's gateway identity and target, and follows the Link", func() {
 		Expect(client.IgnoreAlreadyExists(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "links"}}))).To(Succeed())
 		gatewayID := func(domain string) string { return "spiffe://" + domain + "/ns/skein-system/sa/" + meshv1.GatewayName }
+		gatewaySPIFFE := func(domain string) spiffe.ID {
+			return spiffe.ID{TrustDomain: domain, Namespace: framework.SystemNamespace, ServiceAccount: meshv1.GatewayName}
+		}
+		// The Link controller probes the gateway and withdraws its endpoint while it does not
+		// answer as the Link says: a stand-in answers.
+		gw, err := framework.StartGateway(cp, roots, gatewaySPIFFE("east.example"))
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(gw.Stop)
 		link := &meshv1.Link{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "links", Name: "east"},
 			Spec: meshv1.LinkSpec{TargetClusterName: "east", ClusterCredentialsSecret: "east-credentials",
-				GatewayAddress: "192.0.2.30", GatewayIdentity: gatewayID("east.example")},
+				GatewayAddress: gw.Host, GatewayPort: gw.TLSPort, GatewayIdentity: gatewayID("east.example"),
+				ProbeSpec: meshv1.ProbeSpec{Port: gw.AdminPort}},
 		}
 		Expect(k8s.Create(ctx, link)).To(Succeed())
 		mirrored := map[string]string{meshv1.MirroredFromLabel: "east", meshv1.LinkLabel: "links.east"}
@@ -297,9 +307,9 @@ var _ = Describe("Configuration push", Ordered, func() {
 		Expect(k8s.Create(ctx, &discoveryv1.EndpointSlice{
 			ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: "web-east", Labels: sliceLabels},
 			AddressType: discoveryv1.AddressTypeIPv4,
-			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](4143)}},
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(gw.TLSPort)}},
 			Endpoints: []discoveryv1.Endpoint{{
-				Addresses: []string{"192.0.2.30"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+				Addresses: []string{gw.Host}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
 				TargetRef: &corev1.ObjectReference{Kind: "Link", Namespace: "links", Name: "east"},
 			}},
 		})).To(Succeed())
@@ -317,12 +327,14 @@ var _ = Describe("Configuration push", Ordered, func() {
 			}
 			return nil
 		}
-		Eventually(gateway).Should(Equal([]string{"192.0.2.30", gatewayID("east.example"), xdsnames.Authority("web", "shop", 8080)}))
+		Eventually(gateway).Should(Equal([]string{gw.Host, gatewayID("east.example"), xdsnames.Authority("web", "shop", 8080)}))
 
+		Expect(gw.PresentAs(cp, gatewaySPIFFE("east-2.example"))).To(Succeed())
 		before := link.DeepCopy()
 		link.Spec.GatewayIdentity = gatewayID("east-2.example")
 		Expect(k8s.Patch(ctx, link, client.MergeFrom(before))).To(Succeed())
-		Expect(gateway()).To(Equal([]string{"192.0.2.30", gatewayID("east-2.example"), xdsnames.Authority("web", "shop", 8080)}))
+		// The endpoint may go while the Link's prober restarts; it comes back with the new identity.
+		Eventually(gateway).Should(Equal([]string{gw.Host, gatewayID("east-2.example"), xdsnames.Authority("web", "shop", 8080)}))
 	})
 
 	It("serves state-of-the-world clients too", func() {
