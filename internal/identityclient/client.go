@@ -171,6 +171,9 @@ func (c *Client) Run(ctx context.Context) error {
 		} else {
 			failures = 0
 			wait = renewalDelay(time.Now(), cert.Leaf.NotAfter, c.cfg.RenewAt)
+			if c.cfg.Log != nil {
+				c.cfg.Log.Debug("Got a workload certificate", "identity", c.cfg.Identity, "not_after", cert.Leaf.NotAfter, "renew_in", wait)
+			}
 		}
 		select {
 		case <-ctx.Done():

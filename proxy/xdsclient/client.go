@@ -167,6 +167,7 @@ func (c *Client) Run(ctx context.Context) error {
 			return err
 		}
 		addr := c.cfg.Addrs[next]
+		c.cfg.Log.Debug("Opening a stream to the control plane", "addr", addr)
 		heard, err := c.stream(ctx, addr)
 		if ctx.Err() != nil {
 			return ctx.Err()

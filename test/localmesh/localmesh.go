@@ -274,9 +274,11 @@ func (p *Pod) start() error {
 	return err
 }
 
-// WaitReady waits for the pod's proxy to have its certificate.
+// WaitReady waits for the pod's proxy to have its certificate (and, over xDS, its first
+// destinations). Under a loaded machine a proxy has now and then taken over 20 s; its debug log
+// says which step it was waiting for.
 func (p *Pod) WaitReady() error {
-	return waitFor(30*time.Second, p.Name+"'s proxy to be ready", func() bool { return Get(p.Admin+"/ready") == "ready\n" })
+	return waitFor(time.Minute, p.Name+"'s proxy to be ready", func() bool { return Get(p.Admin+"/ready") == "ready\n" })
 }
 
 // Restart restarts the pod as a rolling update does: the proxy is told to stop (SIGTERM) and
