@@ -113,7 +113,7 @@ func TestExternalWorkload(t *testing.T) {
 	waitCondition(t, k8s, meshv1.ConditionReady, metav1.ConditionTrue, meshv1.ReasonReconciled)
 
 	t.Log("the VM calls the in-cluster Service, which sees the VM's identity over mTLS")
-	answer := retry(t, func() (string, error) { return vm.Run(0, "-mode", "http1", "-addr", apiIP+":80", "-body", "from-vm") })
+	answer := framework.Retry(t, func() (string, error) { return vm.Run(0, "-mode", "http1", "-addr", apiIP+":80", "-body", "from-vm") })
 	if !strings.Contains(answer, "spiffe://cluster.local/ns/shop/sa/billing from-vm") {
 		t.Fatalf("api answered the VM with %q, want it to name the VM's identity", answer)
 	}
@@ -124,13 +124,13 @@ func TestExternalWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	billingIP := billingSvc.Spec.ClusterIP
-	answer = retry(t, func() (string, error) {
+	answer = framework.Retry(t, func() (string, error) {
 		return caller.Run(0, "-mode", "http1", "-addr", billingIP+":80", "-body", "to-vm")
 	})
 	if !strings.Contains(answer, "spiffe://cluster.local/ns/shop/sa/caller to-vm") {
 		t.Fatalf("the VM answered %q, want it to name the caller's identity", answer)
 	}
-	answer = retry(t, func() (string, error) {
+	answer = framework.Retry(t, func() (string, error) {
 		return caller.Run(0, "-mode", "tcp", "-addr", billingIP+":9000", "-body", "opaque")
 	})
 	if !strings.Contains(answer, "echo: opaque") {
@@ -166,7 +166,7 @@ func TestExternalWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCondition(t, k8s, meshv1.ConditionReady, metav1.ConditionTrue, meshv1.ReasonReconciled)
-	retry(t, func() (string, error) {
+	framework.Retry(t, func() (string, error) {
 		return caller.Run(0, "-mode", "http1", "-addr", billingIP+":80", "-body", "again")
 	})
 
@@ -263,20 +263,6 @@ func waitCondition(t *testing.T, k8s client.Client, typ string, status metav1.Co
 		}
 	}
 	t.Fatalf("condition %s is %+v, want %s with reason %s", typ, last, status, reason)
-}
-
-// retry repeats a call for a while: proxies learn of new Services within moments, not at once.
-func retry(t *testing.T, call func() (string, error)) string {
-	t.Helper()
-	var out string
-	var err error
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if out, err = call(); err == nil {
-			return out
-		}
-	}
-	t.Fatalf("%v: %s", err, out)
-	return ""
 }
 
 // waitShares sends load until both backends answer, and returns how many requests each served.

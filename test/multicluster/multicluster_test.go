@@ -141,7 +141,7 @@ spec:
 
 	t.Log("west's client reaches east's web through east's gateway, over mTLS at each hop")
 	for _, mode := range []string{"http1", "h2"} {
-		answer := retry(t, func() (string, error) {
+		answer := framework.Retry(t, func() (string, error) {
 			return caller.Run(0, "-mode", mode, "-addr", webIP+":80", "-body", "from-west")
 		})
 		if !strings.HasPrefix(answer, "200 ") || !strings.Contains(answer, gatewayID) || !strings.Contains(answer, "from-west") {
@@ -151,10 +151,10 @@ spec:
 			t.Errorf("%s to web-%s answered %q, want the caller's identity %s forwarded by the gateway", mode, remote, answer, clientID)
 		}
 	}
-	if answer := retry(t, func() (string, error) { return caller.Run(0, "-mode", "grpc", "-addr", webIP+":80", "-body", "g") }); !strings.Contains(answer, "grpc-status=0") {
+	if answer := framework.Retry(t, func() (string, error) { return caller.Run(0, "-mode", "grpc", "-addr", webIP+":80", "-body", "g") }); !strings.Contains(answer, "grpc-status=0") {
 		t.Errorf("gRPC to web-%s answered %q", remote, answer)
 	}
-	if answer := retry(t, func() (string, error) {
+	if answer := framework.Retry(t, func() (string, error) {
 		return caller.Run(0, "-mode", "tcp", "-addr", webIP+":9000", "-body", "opaque")
 	}); !strings.Contains(answer, "echo: opaque") {
 		t.Errorf("TCP to web-%s answered %q", remote, answer)
@@ -477,20 +477,6 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %s waiting for %s", d, what)
 		}
 	}
-}
-
-// retry repeats a call for a while: proxies learn of new Services within moments, not at once.
-func retry(t *testing.T, call func() (string, error)) string {
-	t.Helper()
-	var out string
-	var err error
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if out, err = call(); err == nil {
-			return out
-		}
-	}
-	t.Fatalf("%v: %s", err, out)
-	return ""
 }
 
 func grepLines(text, substr string) string {
