@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -208,28 +207,11 @@ func (d *demo) multicluster(ctx context.Context) error {
 
 // runGateway runs a pod of the gateway Deployment that the cluster's operator made.
 func (d *demo) runGateway(ctx context.Context, c *localcluster.Cluster, m *localmesh.Mesh) (*localmesh.Pod, error) {
-	dep := &appsv1.Deployment{}
-	if err := waitUntil(ctx, 30*time.Second, "the operator to deploy the gateway", func() bool {
-		return c.Client.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: meshv1.GatewayName}, dep) == nil
-	}); err != nil {
-		return nil, err
-	}
 	mc := &meshv1.MeshConfig{}
 	if err := c.Client.Get(ctx, client.ObjectKey{Name: meshv1.MeshConfigName}, mc); err != nil {
 		return nil, err
 	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: meshv1.GatewayName + "-0", Labels: dep.Spec.Template.Labels, Annotations: dep.Spec.Template.Annotations},
-		Spec:       dep.Spec.Template.Spec,
-	}
-	if err := c.Client.Create(ctx, pod); err != nil {
-		return nil, err
-	}
-	p, err := m.RunPod(pod, m.LocalImages(mc.Spec.Proxy.Image, mc.Spec.Proxy.InitImage, "none"))
-	if err != nil {
-		return nil, err
-	}
-	return p, p.WaitReady()
+	return m.RunDeploymentPod(Namespace, meshv1.GatewayName, m.LocalImages(mc.Spec.Proxy.Image, mc.Spec.Proxy.InitImage, "none"))
 }
 
 // waitLinkAlive waits until the Link to east says its gateway is alive, or is not.

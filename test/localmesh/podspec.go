@@ -15,9 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/spiffe"
@@ -72,6 +74,29 @@ func (m *Mesh) RunPod(pod *corev1.Pod, images Images) (*Pod, error) {
 	}
 	return &Pod{Pod: np, mesh: m, Admin: fmt.Sprintf("http://%s:%d", np.IP, adminPort(r.pod)), run: r,
 		ID: spiffe.ID{TrustDomain: m.TrustDomain, Namespace: pod.Namespace, ServiceAccount: r.pod.Spec.ServiceAccountName}}, nil
+}
+
+// RunDeploymentPod runs one pod of the Deployment namespace/name, once it exists (it waits up to
+// 30 seconds, as for a Deployment an operator makes), the way its ReplicaSet would start it: a Pod
+// from its template, created through the API server, then run by RunPod and awaited until ready.
+func (m *Mesh) RunDeploymentPod(namespace, name string, images Images) (*Pod, error) {
+	dep := &appsv1.Deployment{}
+	key := client.ObjectKey{Namespace: namespace, Name: name}
+	if err := waitFor(30*time.Second, "Deployment "+key.String(), func() bool { return m.Client.Get(m.ctx, key, dep) == nil }); err != nil {
+		return nil, err
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name + "-0", Labels: dep.Spec.Template.Labels, Annotations: dep.Spec.Template.Annotations},
+		Spec:       dep.Spec.Template.Spec,
+	}
+	if err := m.Client.Create(m.ctx, pod); err != nil {
+		return nil, fmt.Errorf("creating a pod of Deployment %s: %w", key, err)
+	}
+	p, err := m.RunPod(pod, images)
+	if err != nil {
+		return nil, err
+	}
+	return p, p.WaitReady()
 }
 
 // running is a container's process.

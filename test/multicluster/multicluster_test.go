@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -325,31 +324,15 @@ func (s *side) startMesh(t *testing.T, ctx context.Context, network *netns.Netwo
 	s.mesh = m
 }
 
-// runGateway waits for the gateway Deployment the operator makes, and runs a pod of its template.
+// runGateway runs a pod of the gateway Deployment the operator makes.
 func (s *side) runGateway(t *testing.T, ctx context.Context) *localmesh.Pod {
 	t.Helper()
-	dep := &appsv1.Deployment{}
-	waitFor(t, linkTimeout, "the operator to deploy the gateway", func() bool {
-		return s.Client.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.GatewayName}, dep) == nil
-	})
 	mc := &meshv1.MeshConfig{}
 	if err := s.Client.Get(ctx, client.ObjectKey{Name: meshv1.MeshConfigName}, mc); err != nil {
 		t.Fatal(err)
 	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: framework.SystemNamespace, Name: meshv1.GatewayName + "-0", Labels: dep.Spec.Template.Labels, Annotations: dep.Spec.Template.Annotations},
-		Spec:       dep.Spec.Template.Spec,
-	}
-	mustCreate(t, s.Client, pod)
-	admitted := &corev1.Pod{}
-	if err := s.Client.Get(ctx, client.ObjectKeyFromObject(pod), admitted); err != nil {
-		t.Fatal(err)
-	}
-	p, err := s.mesh.RunPod(admitted, s.mesh.LocalImages(mc.Spec.Proxy.Image, mc.Spec.Proxy.InitImage, "none"))
+	p, err := s.mesh.RunDeploymentPod(framework.SystemNamespace, meshv1.GatewayName, s.mesh.LocalImages(mc.Spec.Proxy.Image, mc.Spec.Proxy.InitImage, "none"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.WaitReady(); err != nil {
 		t.Fatal(err)
 	}
 	return p
