@@ -26,8 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
-	"github.com/skeinmesh/skein/internal/identity"
 	"github.com/skeinmesh/skein/internal/multicluster"
+	"github.com/skeinmesh/skein/internal/xds"
 )
 
 // LinkReconciler mirrors a remote cluster's exported Services here, with endpoints at the remote
@@ -143,20 +143,9 @@ func (r *LinkReconciler) reconcileProber(link *meshv1.Link) *linkWatch {
 
 // trustBundle is the local trust bundle, which the remote gateway's certificate must chain to.
 func (r *LinkReconciler) trustBundle() (*x509.CertPool, error) {
-	cm := &corev1.ConfigMap{}
-	key := client.ObjectKey{Namespace: r.Namespace, Name: meshv1.TrustBundleName}
-	if err := r.Get(context.Background(), key, cm); err != nil {
-		return nil, fmt.Errorf("ConfigMap %s: %w", key, err)
-	}
-	certs, err := identity.ParseCertificates([]byte(cm.Data[meshv1.TrustBundleKey]))
-	if err != nil {
-		return nil, fmt.Errorf("ConfigMap %s, key %s: %w", key, meshv1.TrustBundleKey, err)
-	}
-	pool := x509.NewCertPool()
-	for _, c := range certs {
-		pool.AddCert(c)
-	}
-	return pool, nil
+	return xds.BundleRoots(r.Client, r.Namespace, func() (*x509.CertPool, error) {
+		return nil, fmt.Errorf("ConfigMap %s/%s is missing or holds no certificate", r.Namespace, meshv1.TrustBundleName)
+	})()
 }
 
 // reconcileRemote reads the credentials and makes sure the remote's watch runs with them. It returns
@@ -229,10 +218,7 @@ func (r *LinkReconciler) reconcileMirrors(ctx context.Context, link *meshv1.Link
 			}
 		}
 	}
-	gw := multicluster.Gateway{IP: pass.gateway.IP, Port: link.Spec.GatewayPort, Alive: pass.gateway.Alive}
-	if gw.Port == 0 {
-		gw.Port = multicluster.TargetOf(link).GatewayPort
-	}
+	gw := multicluster.Gateway{IP: pass.gateway.IP, Port: multicluster.TargetOf(link).GatewayPort, Alive: pass.gateway.Alive}
 	for _, svc := range keep {
 		if err := r.applySlice(ctx, multicluster.Slice(svc, link, gw)); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -24,12 +25,8 @@ func LinkID(link *meshv1.Link) string { return link.Namespace + "." + link.Name 
 
 // LinkOf reads a LinkLabel value back as the Link's namespace and name; a namespace has no dot.
 func LinkOf(id string) (namespace, name string, ok bool) {
-	for i := range len(id) {
-		if id[i] == '.' {
-			return id[:i], id[i+1:], i > 0 && i < len(id)-1
-		}
-	}
-	return "", "", false
+	namespace, name, ok = strings.Cut(id, ".")
+	return namespace, name, ok && namespace != "" && name != ""
 }
 
 // Selector picks the remote Services a Link mirrors: its selector, else the export label.
