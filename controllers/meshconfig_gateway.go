@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	meshv1 "github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/inject"
@@ -77,7 +76,7 @@ func (r *MeshConfigReconciler) reconcileGateway(ctx context.Context, mc *meshv1.
 			}
 		}},
 	} {
-		_, err := controllerutil.CreateOrPatch(ctx, r.Client, s.obj, func() error {
+		err := r.apply(ctx, mc, s.obj, func() {
 			l := s.obj.GetLabels()
 			if l == nil {
 				l = map[string]string{}
@@ -87,10 +86,9 @@ func (r *MeshConfigReconciler) reconcileGateway(ctx context.Context, mc *meshv1.
 			}
 			s.obj.SetLabels(l)
 			s.mutate()
-			return controllerutil.SetControllerReference(mc, s.obj, r.Scheme())
 		})
 		if err != nil {
-			return false, "", fmt.Errorf("applying %T %s/%s: %w", s.obj, r.Namespace, meshv1.GatewayName, err)
+			return false, "", err
 		}
 	}
 	return true, "", nil
