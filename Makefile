@@ -57,7 +57,8 @@ test-deps: ## Install the Debian packages the tests use (iptables, iproute2, uti
 
 .PHONY: test
 test: test-deps test-bins vet ## Run every test against the real API server, then the fuzz targets briefly.
-	go test $(GO_TEST_FLAGS) ./...
+	@mkdir -p bin
+	go test $(GO_TEST_FLAGS) ./... 2>&1 | tee bin/test.log || { hack/test-digest.sh bin/test.log; exit 1; }
 	$(MAKE) fuzz
 
 # Budgets are execution counts, not durations: Go 1.26's fuzz coordinator can fail a

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	backoffconfig "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 
 	pb "github.com/skeinmesh/skein/internal/identity/identitypb"
@@ -43,7 +44,9 @@ type Config struct {
 
 	// RenewAt is the share of a certificate's lifetime after which it is renewed; 0.7 when zero.
 	RenewAt float64
-	// MinBackoff and MaxBackoff bound the wait between failed attempts; 1s and 1m when zero.
+	// MinBackoff and MaxBackoff bound the wait between failed attempts; 1s and 1m when zero. Until
+	// the first certificate, the wait is at most firstCertMaxBackoff: a proxy without one cannot
+	// serve, so it asks again soon.
 	MinBackoff, MaxBackoff time.Duration
 	// Log hears why an attempt failed; nothing is logged when nil.
 	Log *slog.Logger
@@ -62,6 +65,8 @@ type Client struct {
 	cert      atomic.Pointer[tls.Certificate]
 	ready     chan struct{}
 	readyOnce sync.Once
+	// lastErr is why the last attempt failed, nil after a success.
+	lastErr atomic.Pointer[error]
 }
 
 // New makes the key and the CSR; it does not contact the identity service yet.
@@ -92,7 +97,11 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("making the CSR: %w", err)
 	}
 	creds := credentials.NewTLS(&tls.Config{RootCAs: roots, ServerName: cfg.ServerName, MinVersion: tls.VersionTLS13})
-	conn, err := grpc.NewClient(cfg.Addr, grpc.WithTransportCredentials(creds))
+	// gRPC's own reconnection backoff grows to two minutes, which would hold back the attempts Run
+	// makes; it is kept within firstCertMaxBackoff.
+	reconnect := backoffconfig.DefaultConfig
+	reconnect.MaxDelay = firstCertMaxBackoff
+	conn, err := grpc.NewClient(cfg.Addr, grpc.WithTransportCredentials(creds), grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnect, MinConnectTimeout: 20 * time.Second}))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the identity service at %s: %w", cfg.Addr, err)
 	}
@@ -104,6 +113,14 @@ func (c *Client) Close() error { return c.conn.Close() }
 
 // Certificate is the current certificate, or nil before the first one arrives.
 func (c *Client) Certificate() *tls.Certificate { return c.cert.Load() }
+
+// LastError is why the last attempt to get a certificate failed, or nil if it succeeded.
+func (c *Client) LastError() error {
+	if err := c.lastErr.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
 
 // Ready is closed once the first certificate has arrived.
 func (c *Client) Ready() <-chan struct{} { return c.ready }
@@ -154,6 +171,14 @@ func (c *Client) check(resp *pb.CertifyResponse) (*tls.Certificate, error) {
 	return &tls.Certificate{Certificate: chain, PrivateKey: c.key, Leaf: leaf}, nil
 }
 
+// attemptTimeout bounds one request to the identity service, so that a call lost on the way is
+// retried rather than waited for; firstCertMaxBackoff bounds the wait between attempts until the
+// first certificate.
+const (
+	attemptTimeout      = 15 * time.Second
+	firstCertMaxBackoff = 5 * time.Second
+)
+
 // Run keeps the certificate current until ctx is done: it renews at RenewAt of the lifetime, with
 // jitter so that proxies started together do not renew together, and retries failures with
 // exponential backoff while the current certificate stays in force.
@@ -161,14 +186,22 @@ func (c *Client) Run(ctx context.Context) error {
 	failures := 0
 	for {
 		var wait time.Duration
-		cert, err := c.Certify(ctx)
+		attempt, cancel := context.WithTimeout(ctx, attemptTimeout)
+		cert, err := c.Certify(attempt)
+		cancel()
 		if err != nil {
+			c.lastErr.Store(&err)
 			failures++
-			wait = backoff(failures, c.cfg.MinBackoff, c.cfg.MaxBackoff)
+			hi := c.cfg.MaxBackoff
+			if c.Certificate() == nil {
+				hi = min(hi, firstCertMaxBackoff)
+			}
+			wait = backoff(failures, c.cfg.MinBackoff, hi)
 			if c.cfg.Log != nil {
 				c.cfg.Log.Warn("No workload certificate from the identity service; retrying", "identity", c.cfg.Identity, "err", err, "retry_in", wait)
 			}
 		} else {
+			c.lastErr.Store(nil)
 			failures = 0
 			wait = renewalDelay(time.Now(), cert.Leaf.NotAfter, c.cfg.RenewAt)
 			if c.cfg.Log != nil {

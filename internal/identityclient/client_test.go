@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -141,8 +142,12 @@ func TestRunRenewsAndKeepsTheCertificateThroughFailures(t *testing.T) {
 	if c.Certificate() != kept {
 		t.Error("the certificate changed while the CA failed")
 	}
+	if err := c.LastError(); err == nil || !strings.Contains(err.Error(), "certifying spiffe://cluster.local/ns/shop/sa/web") {
+		t.Errorf("LastError while the CA fails: %v", err)
+	}
 	ca.fail.Store(false)
 	waitFor(t, 3*time.Second, func() bool { return c.Certificate() != kept })
+	waitFor(t, time.Second, func() bool { return c.LastError() == nil })
 }
 
 func waitFor(t *testing.T, d time.Duration, cond func() bool) {

@@ -14,8 +14,9 @@ import (
 
 // Server is the admin endpoint.
 type Server struct {
-	// Ready tells whether the proxy can serve: it has a certificate and is not draining.
-	Ready func() bool
+	// Unready says why the proxy cannot serve (no certificate yet, no destinations yet, draining),
+	// or "" when it can. /ready answers with it, so a proxy slow to start tells what it waits for.
+	Unready func() string
 	// Shutdown starts a graceful stop.
 	Shutdown func()
 	Metrics  prometheus.Gatherer
@@ -32,8 +33,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /live", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("live\n")) })
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if why := s.Unready(); why != "" {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

@@ -11,11 +11,11 @@ import (
 )
 
 func TestAdmin(t *testing.T) {
-	ready := false
+	unready := "no certificate yet"
 	shutdown := make(chan struct{}, 2)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "request_total", Help: "x"}))
-	s := &Server{Ready: func() bool { return ready }, Shutdown: func() { shutdown <- struct{}{} }, Metrics: reg}
+	s := &Server{Unready: func() string { return unready }, Shutdown: func() { shutdown <- struct{}{} }, Metrics: reg}
 	h := s.Handler()
 	do := func(method, path, remote string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(method, path, nil)
@@ -24,10 +24,10 @@ func TestAdmin(t *testing.T) {
 		h.ServeHTTP(w, r)
 		return w
 	}
-	if w := do("GET", "/ready", "10.0.0.1:1"); w.Code != http.StatusServiceUnavailable {
-		t.Errorf("/ready before the proxy is ready: %d", w.Code)
+	if w := do("GET", "/ready", "10.0.0.1:1"); w.Code != http.StatusServiceUnavailable || w.Body.String() != "not ready: no certificate yet\n" {
+		t.Errorf("/ready before the proxy is ready: %d %q", w.Code, w.Body.String())
 	}
-	ready = true
+	unready = ""
 	if w := do("GET", "/ready", "10.0.0.1:1"); w.Code != http.StatusOK {
 		t.Errorf("/ready once ready: %d", w.Code)
 	}

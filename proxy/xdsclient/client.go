@@ -64,6 +64,8 @@ type Client struct {
 	current   atomic.Pointer[destinations.Snapshot]
 	ready     chan struct{}
 	connected atomic.Bool
+	// lastErr is why the last stream ended, for Waiting.
+	lastErr atomic.Pointer[string]
 
 	// mu guards what follows.
 	mu sync.Mutex
@@ -153,6 +155,31 @@ func (c *Client) Snapshot() *destinations.Snapshot { return c.current.Load() }
 // Ready is closed when the first complete snapshot is in force.
 func (c *Client) Ready() <-chan struct{} { return c.ready }
 
+// Waiting says what the client waits for before its first snapshot, or "" once Ready.
+func (c *Client) Waiting() string {
+	select {
+	case <-c.ready:
+		return ""
+	default:
+	}
+	if c.cfg.Certificate() == nil {
+		return "a workload certificate to connect with"
+	}
+	c.mu.Lock()
+	var missing []string
+	for _, typ := range resourceTypes {
+		if !c.answered[typ] {
+			missing = append(missing, labels[typ]+"s")
+		}
+	}
+	c.mu.Unlock()
+	why := "the control plane's first " + strings.Join(missing, ", ")
+	if err := c.lastErr.Load(); err != nil {
+		why += " (the last stream failed: " + *err + ")"
+	}
+	return why
+}
+
 // Connected tells whether a stream to the control plane is live.
 func (c *Client) Connected() bool { return c.connected.Load() }
 
@@ -174,6 +201,10 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		if heard {
 			failures = 0
+		}
+		if err != nil {
+			msg := fmt.Sprintf("%s: %v", addr, err)
+			c.lastErr.Store(&msg)
 		}
 		failures++
 		wait := backoff(failures, c.cfg.MinBackoff, c.cfg.MaxBackoff)

@@ -293,6 +293,7 @@ func TestReconnects(t *testing.T) {
 	cp := startControlPlane(t, pki, cert, "", webService(web, "10.0.0.1:8080")...)
 	c, _ := startClient(t, pki, Config{Addrs: []string{cp.addr}})
 	g.Eventually(c.Ready()).WithTimeout(10 * time.Second).Should(BeClosed())
+	g.Expect(c.Waiting()).To(BeEmpty())
 	g.Expect(endpointsOf(c, web)).To(Equal([]string{"10.0.0.1:8080"}))
 
 	cp.srv.Stop()
@@ -343,6 +344,10 @@ func TestRefusesAnUnverifiedServer(t *testing.T) {
 			c, logs := startClient(t, pki, Config{Addrs: []string{cp.addr}})
 			g.Eventually(logs.String).WithTimeout(10 * time.Second).Should(ContainSubstring(tt.want))
 			g.Expect(c.Ready()).NotTo(BeClosed())
+			// What the proxy's /ready reports while it waits.
+			g.Expect(c.Waiting()).To(And(
+				HavePrefix("the control plane's first listeners, routes, clusters, endpoints (the last stream failed: "+cp.addr),
+				ContainSubstring(tt.want)))
 			g.Expect(cp.seen(listenerType)).To(BeEmpty())
 		})
 	}

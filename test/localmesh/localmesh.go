@@ -275,10 +275,23 @@ func (p *Pod) start() error {
 }
 
 // WaitReady waits for the pod's proxy to have its certificate (and, over xDS, its first
-// destinations). Under a loaded machine a proxy has now and then taken over 20 s; its debug log
-// says which step it was waiting for.
+// destinations). Under a loaded machine a proxy has now and then taken over 20 s; on a timeout the
+// error carries the proxy's last /ready answer, which says what it was waiting for.
 func (p *Pod) WaitReady() error {
-	return waitFor(time.Minute, p.Name+"'s proxy to be ready", func() bool { return Get(p.Admin+"/ready") == "ready\n" })
+	var last string
+	err := waitFor(time.Minute, p.Name+"'s proxy to be ready", func() bool {
+		last = Get(p.Admin + "/ready")
+		return last == "ready\n"
+	})
+	if err != nil {
+		select {
+		case <-p.proxyEx:
+			return fmt.Errorf("%w: the proxy exited", err)
+		default:
+		}
+		return fmt.Errorf("%w: its /ready said %q", err, strings.TrimSpace(last))
+	}
+	return nil
 }
 
 // Restart restarts the pod as a rolling update does: the proxy is told to stop (SIGTERM) and

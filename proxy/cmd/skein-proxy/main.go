@@ -195,8 +195,22 @@ func run(c config) error {
 	var draining atomic.Bool
 	// Ready once the proxy has a certificate and, from the control plane, its first destinations:
 	// the application, started after its proxy is ready, then finds its services routed.
-	adm := &admin.Server{Metrics: reg, Shutdown: stop, Ready: func() bool { return ic.Certificate() != nil && loaded(dests) && !draining.Load() },
-		Pprof: c.pprof}
+	unready := func() string {
+		switch {
+		case draining.Load():
+			return "draining"
+		case ic.Certificate() == nil:
+			why := "waiting for a workload certificate from the identity service at " + c.identityAddr
+			if err := ic.LastError(); err != nil {
+				why += " (the last attempt failed: " + err.Error() + ")"
+			}
+			return why
+		case waiting(dests) != "":
+			return "waiting for " + waiting(dests)
+		}
+		return ""
+	}
+	adm := &admin.Server{Metrics: reg, Shutdown: stop, Unready: unready, Pprof: c.pprof}
 	adminSrv := &http.Server{Addr: ":" + strconv.Itoa(c.adminPort), Handler: adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = adminSrv.ListenAndServe() }()
 	for _, l := range listeners {
@@ -283,18 +297,13 @@ func destinationsFrom(c config, xdsAddrs []string, log *slog.Logger, roots *x509
 	}
 }
 
-// loaded tells whether a source that loads in the background (xDS) has its first snapshot.
-func loaded(src destinations.Source) bool {
-	r, ok := src.(interface{ Ready() <-chan struct{} })
-	if !ok {
-		return true
+// waiting says what a source that loads in the background (xDS) waits for before its first
+// snapshot, or "" when it has it.
+func waiting(src destinations.Source) string {
+	if w, ok := src.(interface{ Waiting() string }); ok {
+		return w.Waiting()
 	}
-	select {
-	case <-r.Ready():
-		return true
-	default:
-		return false
-	}
+	return ""
 }
 
 // defaultNodeID is the node ID of a pod whose name and namespace the injector put in the environment.
