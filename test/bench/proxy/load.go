@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -18,6 +20,8 @@ import (
 	"fortio.org/fortio/fhttp"
 	"fortio.org/fortio/periodic"
 	flog "fortio.org/log"
+
+	"github.com/skeinmesh/skein/proxy/iptables"
 )
 
 // The benchmark runs its own binary inside the client pod's network namespace for the load
@@ -192,4 +196,57 @@ func (m *mesh) probe(ctx context.Context, url string) (probeResult, error) {
 	var r probeResult
 	_, err := m.runIn(ctx, m.client, 30*time.Second, &r, "probe", url)
 	return r, err
+}
+
+// pprofMain is `<self> pprof URL FILE`: it saves what URL answers (a profile, which the proxy serves
+// to localhost only) to FILE.
+func pprofMain(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("usage: pprof URL FILE")
+	}
+	resp, err := http.Get(args[0])
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", args[0], resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(args[1], b, 0o644); err != nil {
+		return err
+	}
+	fmt.Println("{}")
+	return nil
+}
+
+// profile takes a CPU profile of each skein-proxy while a closed loop runs through them.
+func profile(ctx context.Context, m *mesh, url string, o options) error {
+	if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+		return err
+	}
+	secs := max(1, int(o.maxDur.Seconds())-2)
+	m.e.step("Profiling both skein-proxies for %ds of a closed loop on %d connections, into %s", secs, o.maxConns, o.profileDir)
+	errs := make(chan error, 3)
+	go func() {
+		_, err := m.load(ctx, url, 0, o.maxDur, o.maxConns)
+		errs <- err
+	}()
+	time.Sleep(time.Second)
+	for _, p := range []*pod{m.client, m.server} {
+		go func() {
+			var r struct{}
+			profileURL := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", iptables.AdminPort, secs)
+			_, err := m.runIn(ctx, p, o.maxDur+time.Minute, &r, "pprof", profileURL, filepath.Join(o.profileDir, p.Name+".pprof"))
+			errs <- err
+		}()
+	}
+	var all []error
+	for range 3 {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }

@@ -53,12 +53,13 @@ type options struct {
 	skeinEnv          string
 	logsDir           string
 	proxyBin          string
+	profileDir        string
 	verbose           bool
 }
 
 func main() {
 	// The benchmark runs itself inside the client pod for these.
-	subcommands := map[string]func([]string) error{"loadgen": loadgenMain, "probe": probeMain}
+	subcommands := map[string]func([]string) error{"loadgen": loadgenMain, "probe": probeMain, "pprof": pprofMain}
 	if len(os.Args) > 1 && subcommands[os.Args[1]] != nil {
 		if err := subcommands[os.Args[1]](os.Args[2:]); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", os.Args[1], err)
@@ -80,6 +81,7 @@ func main() {
 	flag.StringVar(&o.skeinEnv, "skein-env", "", "comma-separated NAME=value pairs for skein-proxy's environment, for experiments (e.g. GOGC=400)")
 	flag.StringVar(&o.logsDir, "logs", "", "copy the proxies' and the backend's logs into this directory at the end")
 	flag.StringVar(&o.proxyBin, "skein-proxy", "", "run this skein-proxy binary instead of building one from this tree (to compare a change)")
+	flag.StringVar(&o.profileDir, "profile", "", "after the measurements, take CPU profiles of both skein-proxies under a closed loop into this directory (client.pprof, server.pprof); the proxies then run with --pprof")
 	flag.BoolVar(&o.verbose, "v", false, "show the helpers' logs")
 	flag.Parse()
 	if os.Geteuid() != 0 {
@@ -130,6 +132,7 @@ func run(o options) (code int) {
 		skeinEnv = strings.Split(o.skeinEnv, ",")
 	}
 	m := setupMesh(e, skeinEnv, o.logsDir, o.proxyBin)
+	m.pprof = o.profileDir != ""
 	check()
 	e.step("Starting the pods: nginx backend and skein-proxy in the server pod, skein-proxy in the client pod")
 	m.server = m.addPod("server")
@@ -205,6 +208,11 @@ func run(o options) (code int) {
 			if pr.exited() {
 				e.Fatalf("%s exited during the run (%v):\n%s", pr.name, pr.err, tail(pr.log, 20))
 			}
+		}
+	}
+	if o.profileDir != "" {
+		if err := profile(ctx, m, paths[1].url, o); err != nil {
+			e.Fatalf("profiling: %v", err)
 		}
 	}
 	fmt.Println()

@@ -60,6 +60,8 @@ type mesh struct {
 	proxyBin, proxyInitBin, haproxyBin, nginxBin, tasksetBin string
 	// skeinEnv is added to skein-proxy's environment (GOMAXPROCS=1 is always there).
 	skeinEnv []string
+	// pprof runs skein-proxy with --pprof, for -profile.
+	pprof bool
 	// pinLoad is the CPU list the load generator is pinned to, when pinning.
 	pinLoad string
 
@@ -217,6 +219,9 @@ func (m *mesh) startSkein(p *pod, dests []map[string]any) {
 		"--identity-addr", m.cp.IdentityAddr, "--identity-server-name", framework.IdentityServerName,
 		"--identity", p.id.String(), "--token-path", p.tokenPath, "--trust-anchors", "@"+filepath.Join(m.dir, "anchors.pem"),
 		"--destinations-file", destPath, "--log-level", "info")
+	if m.pprof {
+		cmd.Args = append(cmd.Args, "--pprof")
+	}
 	cmd.Env = append(append(os.Environ(), "GOMAXPROCS=1"), m.skeinEnv...)
 	p.skein = m.start(p.Name+"-skein-proxy", cmd)
 	err := p.ApplyProxyInit(m.ctx, m.proxyInitBin, iptables.Config{
