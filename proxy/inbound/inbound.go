@@ -60,8 +60,9 @@ type Proxy struct {
 
 func (p *Proxy) init() {
 	p.once.Do(func() {
-		p.http1 = &http.Transport{MaxIdleConnsPerHost: 100, IdleConnTimeout: 90 * time.Second}
-		p.h2c = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		// No compression: the application gets the Accept-Encoding its client sent, not gzip.
+		p.http1 = &http.Transport{MaxIdleConnsPerHost: 100, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
+		p.h2c = &http2.Transport{AllowHTTP: true, DisableCompression: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
 		}}

@@ -409,20 +409,22 @@ func (p *Proxy) transport(ep destinations.Endpoint, h2 bool) http.RoundTripper {
 	if t, ok := p.transports[key]; ok {
 		return t
 	}
+	// DisableCompression everywhere: Go's transports otherwise ask for gzip on a request that did
+	// not, and unzip the answer, so the application would see a header its client never sent.
 	var t http.RoundTripper
 	switch {
 	case ep.Identity != "":
 		// The request URL says http; the connection underneath is mTLS, made by dial.
-		t = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+		t = &http2.Transport{AllowHTTP: true, DisableCompression: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
 			return p.dial(ctx, ep, mtls.ProtoHTTP2)
 		}}
 	case h2:
-		t = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+		t = &http2.Transport{AllowHTTP: true, DisableCompression: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
 			return p.dial(ctx, ep, "")
 		}}
 	default:
 		t = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return p.dial(ctx, ep, "") },
-			MaxIdleConnsPerHost: 100, IdleConnTimeout: 90 * time.Second}
+			MaxIdleConnsPerHost: 100, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	}
 	p.transports[key] = t
 	return t

@@ -61,7 +61,8 @@ func main() {
 }
 
 // serve answers HTTP (1.1 and h2c) with "<proto> <path> <client identity> <body>", followed by
-// " forwarded-for=<identity>" when a multicluster gateway forwarded the request, and echoes TCP lines.
+// " forwarded-for=<identity>" when a multicluster gateway forwarded the request and
+// " accept-encoding=<value>" when the request had one, and echoes TCP lines.
 func serve(httpAddr, tcpAddr string, b *behaviour) error {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if b.answer(w) {
@@ -80,6 +81,10 @@ func serve(httpAddr, tcpAddr string, b *behaviour) error {
 		// Behind a multicluster gateway, the caller the gateway vouches for.
 		if id := r.Header.Get("Skein-Forwarded-Client-Id"); id != "" {
 			fmt.Fprintf(w, " forwarded-for=%s", id)
+		}
+		// The clients of -mode http1, h2 and grpc send none: one seen here was added on the way.
+		if ae := r.Header.Get("Accept-Encoding"); ae != "" {
+			fmt.Fprintf(w, " accept-encoding=%s", ae)
 		}
 	})
 	l, err := net.Listen("tcp", tcpAddr)
@@ -105,9 +110,10 @@ func serve(httpAddr, tcpAddr string, b *behaviour) error {
 }
 
 func callHTTP(mode, addr, body string) error {
-	var rt http.RoundTripper = &http.Transport{}
+	// Without compression, Go's clients send no Accept-Encoding of their own.
+	var rt http.RoundTripper = &http.Transport{DisableCompression: true}
 	if mode != "http1" {
-		rt = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
+		rt = &http2.Transport{AllowHTTP: true, DisableCompression: true, DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, a)
 		}}
 	}
