@@ -53,6 +53,7 @@ type Proxy struct {
 	HandshakeTimeout time.Duration
 
 	once  sync.Once
+	app   appClient
 	http1 *http.Transport
 	h2c   *http2.Transport
 	conns accept.HTTP2
@@ -61,6 +62,7 @@ type Proxy struct {
 func (p *Proxy) init() {
 	p.once.Do(func() {
 		// No compression: the application gets the Accept-Encoding its client sent, not gzip.
+		p.app.maxIdle = 100
 		p.http1 = &http.Transport{MaxIdleConnsPerHost: 100, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 		p.h2c = &http2.Transport{AllowHTTP: true, DisableCompression: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 			var d net.Dialer
@@ -151,7 +153,10 @@ func (p *Proxy) httpHandler(app, peer string) http.Handler {
 			// The request's header is the reverse proxy's copy, the proxy's own to change.
 			http1 := req.Header.Get(OrigProtoHeader) != ""
 			req.Header.Del(OrigProtoHeader)
-			if http1 {
+			switch {
+			case http1 && p.app.takes(req):
+				return p.app.RoundTrip(req)
+			case http1:
 				return p.http1.RoundTrip(req)
 			}
 			return p.h2c.RoundTrip(req)

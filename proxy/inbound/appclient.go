@@ -1,0 +1,190 @@
+package inbound
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// appClient sends HTTP/1 requests without a body to the application over kept-alive connections,
+// on the caller's goroutine. net/http's Transport hands every request to a writer and a reader
+// goroutine of the connection; on the inbound proxy's path, where the application is on localhost
+// and answers at once, those hand-offs cost more than the exchange itself. Requests it does not
+// take (see takes) go to the Transport.
+type appClient struct {
+	// maxIdle bounds the idle connections kept per application address.
+	maxIdle int
+	dialer  net.Dialer
+
+	mu   sync.Mutex
+	idle map[string][]*appConn
+}
+
+// appConn is one connection to the application.
+type appConn struct {
+	net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	addr string
+}
+
+// takes tells whether the request is one appClient sends: idempotent, without a body (so that a
+// request on a connection the application had just closed can be sent again), and not asking to
+// switch protocols.
+func (c *appClient) takes(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		return false
+	}
+	return (req.Body == nil || req.Body == http.NoBody) && req.Header.Get("Upgrade") == ""
+}
+
+// maxInformational bounds the 1xx answers skipped before the final one.
+const maxInformational = 5
+
+// RoundTrip sends req to req.URL.Host. A kept-alive connection that fails before any answer came
+// on it is one the application closed meanwhile: the request goes again on a new connection.
+func (c *appClient) RoundTrip(req *http.Request) (*http.Response, error) {
+	for {
+		ac, reused, err := c.get(req.Context(), req.URL.Host)
+		if err != nil {
+			return nil, err
+		}
+		resp, answered, err := c.exchange(ac, req)
+		if err == nil {
+			return resp, nil
+		}
+		ac.Close()
+		if !reused || answered || req.Context().Err() != nil {
+			return nil, err
+		}
+	}
+}
+
+// exchange writes the request and reads the answer's head; answered tells whether any of the
+// answer had arrived when it failed.
+func (c *appClient) exchange(ac *appConn, req *http.Request) (resp *http.Response, answered bool, err error) {
+	// Cancelling the request (the client went away, or gave up) interrupts whatever the connection
+	// is blocked on, until the body is done with.
+	stop := context.AfterFunc(req.Context(), func() { ac.SetDeadline(time.Unix(1, 0)) })
+	fail := func(err error) (*http.Response, bool, error) {
+		stop()
+		if ctxErr := req.Context().Err(); ctxErr != nil {
+			err = ctxErr
+		}
+		return nil, answered, err
+	}
+	if err := req.Write(ac.bw); err != nil {
+		return fail(err)
+	}
+	if err := ac.bw.Flush(); err != nil {
+		return fail(err)
+	}
+	for range maxInformational + 1 {
+		if _, err := ac.br.Peek(1); err != nil {
+			return fail(err)
+		}
+		answered = true
+		resp, err = http.ReadResponse(ac.br, req)
+		if err != nil {
+			return fail(err)
+		}
+		switch {
+		case resp.StatusCode == http.StatusSwitchingProtocols:
+			return fail(errors.New("the application switched protocols on a request that did not ask to"))
+		case resp.StatusCode >= 100 && resp.StatusCode < 200:
+			continue // an informational answer; the final one follows
+		}
+		reusable := !resp.Close && !req.Close
+		if resp.Body == http.NoBody {
+			c.release(ac, stop, reusable)
+			return resp, true, nil
+		}
+		resp.Body = &appBody{ReadCloser: resp.Body, done: func(ok bool) { c.release(ac, stop, ok && reusable) }}
+		return resp, true, nil
+	}
+	return fail(fmt.Errorf("more than %d informational answers", maxInformational))
+}
+
+// release puts the connection back in the pool when its exchange ended cleanly, else closes it.
+func (c *appClient) release(ac *appConn, stop func() bool, reusable bool) {
+	if !stop() || !reusable || ac.br.Buffered() > 0 {
+		// The request was cancelled, and the connection's deadline is in the past; or it cannot
+		// carry another exchange; or the application sent more than its answer.
+		ac.Close()
+		return
+	}
+	c.mu.Lock()
+	if c.idle == nil {
+		c.idle = map[string][]*appConn{}
+	}
+	if len(c.idle[ac.addr]) < c.maxIdle {
+		c.idle[ac.addr] = append(c.idle[ac.addr], ac)
+		ac = nil
+	}
+	c.mu.Unlock()
+	if ac != nil {
+		ac.Close()
+	}
+}
+
+// get takes the most recently used idle connection to addr, or dials one.
+func (c *appClient) get(ctx context.Context, addr string) (ac *appConn, reused bool, err error) {
+	c.mu.Lock()
+	if conns := c.idle[addr]; len(conns) > 0 {
+		ac = conns[len(conns)-1]
+		c.idle[addr] = conns[:len(conns)-1]
+	}
+	c.mu.Unlock()
+	if ac != nil {
+		return ac, true, nil
+	}
+	conn, err := c.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &appConn{Conn: conn, br: bufio.NewReader(conn), bw: bufio.NewWriter(conn), addr: addr}, false, nil
+}
+
+// CloseIdle closes the idle connections.
+func (c *appClient) CloseIdle() {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, conns := range idle {
+		for _, ac := range conns {
+			ac.Close()
+		}
+	}
+}
+
+// appBody tells, once, whether the body was read to its end (the connection can be used again) or
+// closed or failed before it (the connection cannot).
+type appBody struct {
+	io.ReadCloser
+	done func(ok bool)
+	once sync.Once
+}
+
+func (b *appBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.once.Do(func() { b.done(err == io.EOF) })
+	}
+	return n, err
+}
+
+func (b *appBody) Close() error {
+	// Before its end, the rest of the body is not worth reading: the connection goes, which also
+	// ends the Close below at once.
+	b.once.Do(func() { b.done(false) })
+	return b.ReadCloser.Close()
+}
