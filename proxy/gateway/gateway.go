@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/skeinmesh/skein/proxy/accept"
+	"github.com/skeinmesh/skein/proxy/coalesce"
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/gateway/preamble"
 	"github.com/skeinmesh/skein/proxy/inbound"
@@ -97,7 +98,9 @@ func (g *Gateway) handle(conn net.Conn) {
 			}
 			forward.ServeHTTP(w, r)
 		})
-		g.conns.ServeConn(counted, g.Metrics.HTTP(metrics.Gateway, metrics.Labels{TLS: true, ClientID: peer}, h))
+		link := coalesce.New(counted)
+		defer link.Close()
+		g.conns.ServeConn(link, g.Metrics.HTTP(metrics.Gateway, metrics.Labels{TLS: true, ClientID: peer}, h))
 	case mtls.ProtoOpaque:
 		counted, done := g.Metrics.TCPOpen(metrics.Gateway, true, service, tc)
 		defer done()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/skeinmesh/skein/proxy/accept"
 	"github.com/skeinmesh/skein/proxy/bufpool"
+	"github.com/skeinmesh/skein/proxy/coalesce"
 	"github.com/skeinmesh/skein/proxy/metrics"
 	"github.com/skeinmesh/skein/proxy/mtls"
 	"github.com/skeinmesh/skein/proxy/splice"
@@ -107,7 +108,9 @@ func (p *Proxy) handle(conn net.Conn) {
 	defer done()
 	switch state.NegotiatedProtocol {
 	case mtls.ProtoHTTP2:
-		p.conns.ServeConn(counted, grownStack(p.Metrics.HTTP(metrics.Inbound, metrics.Labels{TLS: true, ClientID: peer}, p.httpHandler(app, peer))))
+		link := coalesce.New(counted)
+		defer link.Close()
+		p.conns.ServeConn(link, grownStack(p.Metrics.HTTP(metrics.Inbound, metrics.Labels{TLS: true, ClientID: peer}, p.httpHandler(app, peer))))
 	default:
 		up, err := net.DialTimeout("tcp", app, 5*time.Second)
 		if err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/skeinmesh/skein/proxy/accept"
 	"github.com/skeinmesh/skein/proxy/bufpool"
+	"github.com/skeinmesh/skein/proxy/coalesce"
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/detect"
 	"github.com/skeinmesh/skein/proxy/gateway/preamble"
@@ -416,7 +417,12 @@ func (p *Proxy) transport(ep destinations.Endpoint, h2 bool) http.RoundTripper {
 	case ep.Identity != "":
 		// The request URL says http; the connection underneath is mTLS, made by dial.
 		t = &http2.Transport{AllowHTTP: true, DisableCompression: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
-			return p.dial(ctx, ep, mtls.ProtoHTTP2)
+			conn, err := p.dial(ctx, ep, mtls.ProtoHTTP2)
+			if err != nil {
+				return nil, err
+			}
+			// Requests sent together, by the application's connections, share a write.
+			return coalesce.New(conn), nil
 		}}
 	case h2:
 		t = &http2.Transport{AllowHTTP: true, DisableCompression: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
