@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/skeinmesh/skein/proxy/destinations"
@@ -89,6 +90,13 @@ type resource struct {
 var (
 	resourceTypes = []string{listenerType, routeType, clusterType, endpointType}
 	labels        = map[string]string{listenerType: "listener", routeType: "route", clusterType: "cluster", endpointType: "endpoint"}
+)
+
+// Keepalive pings go after this long without traffic, and a connection whose ping is not answered
+// within keepaliveTimeout is closed. The control plane accepts pings 10 s apart or more.
+const (
+	keepaliveTime    = 30 * time.Second
+	keepaliveTimeout = 10 * time.Second
 )
 
 // New checks the configuration; the client connects when Run is called.
@@ -233,7 +241,10 @@ func (c *Client) waitForCertificate(ctx context.Context) error {
 
 // stream runs one ADS stream to addr until it fails; heard tells whether the server answered.
 func (c *Client) stream(ctx context.Context, addr string) (heard bool, err error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(c.creds))
+	// Keepalive pings find a connection that died without a word (a control plane node gone, a
+	// reset that never reached us) on a stream that would otherwise wait for a response forever.
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(c.creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}))
 	if err != nil {
 		return false, err
 	}

@@ -39,10 +39,11 @@ func (m *Mesh) RunExternal(host *netns.Pod, env []string) (*Pod, error) {
 			return cmd
 		},
 	}
-	if err := p.start(); err != nil {
+	// The rules first, as for a pod (see addPod).
+	if err := host.ApplyProxyInit(m.ctx, m.proxyIn, iptables.Config{ProxyUID: ProxyUID}); err != nil {
 		return nil, err
 	}
-	if err := host.ApplyProxyInit(m.ctx, m.proxyIn, iptables.Config{ProxyUID: ProxyUID}); err != nil {
+	if err := p.start(); err != nil {
 		return nil, err
 	}
 	return p, p.WaitReady()

@@ -162,13 +162,17 @@ func (m *Mesh) addPod(name, namespace, serviceAccount string, dests []destinatio
 		},
 		newProxy: func() *exec.Cmd { return np.CommandAs(m.ctx, ProxyUID, m.proxy, args...) },
 	}
-	if err := p.start(); err != nil {
-		return nil, err
-	}
+	// The rules go in first, as a pod's init container applies them before its containers start:
+	// applied later, they would take the replies on the proxy's first connections (to the identity
+	// service and the control plane) for new inbound connections and redirect them to the inbound
+	// port, which resets them at the server and leaves the proxy waiting on a dead connection.
 	if !gateway {
 		if err := np.ApplyProxyInit(m.ctx, m.proxyIn, iptables.Config{ProxyUID: ProxyUID}); err != nil {
 			return nil, err
 		}
+	}
+	if err := p.start(); err != nil {
+		return nil, err
 	}
 	return p, p.WaitReady()
 }

@@ -211,8 +211,8 @@ func (m *mesh) addPod(name string) *pod {
 	return &pod{Pod: np, id: id, tokenPath: m.file(name+".token", []byte(tr.Status.Token))}
 }
 
-// startSkein runs skein-proxy in p on one core's worth of Go (GOMAXPROCS=1), installs proxy-init's
-// rules and waits until the proxy has its certificate.
+// startSkein installs proxy-init's rules in p, runs skein-proxy there on one core's worth of Go
+// (GOMAXPROCS=1) and waits until the proxy has its certificate.
 func (m *mesh) startSkein(p *pod, dests []map[string]any) {
 	destPath := m.file(p.Name+".destinations.json", mustJSON(map[string]any{"services": dests}))
 	cmd := p.CommandAs(m.ctx, proxyUID, m.proxyBin,
@@ -223,7 +223,8 @@ func (m *mesh) startSkein(p *pod, dests []map[string]any) {
 		cmd.Args = append(cmd.Args, "--pprof")
 	}
 	cmd.Env = append(append(os.Environ(), "GOMAXPROCS=1"), m.skeinEnv...)
-	p.skein = m.start(p.Name+"-skein-proxy", cmd)
+	// The rules before the proxy, as in a pod: the replies on the proxy's first connections must not
+	// meet a redirect installed after those connections opened.
 	err := p.ApplyProxyInit(m.ctx, m.proxyInitBin, iptables.Config{
 		ProxyUID:          proxyUID,
 		SkipInboundPorts:  []int{directPort, refPort},
@@ -232,6 +233,7 @@ func (m *mesh) startSkein(p *pod, dests []map[string]any) {
 	if err != nil {
 		m.e.Fatal(err)
 	}
+	p.skein = m.start(p.Name+"-skein-proxy", cmd)
 	admin := fmt.Sprintf("http://%s:%d/ready", p.IP, iptables.AdminPort)
 	m.waitRunning(30*time.Second, p.Name+"'s skein-proxy to be ready", p.skein, func() bool { return localmesh.Get(admin) == "ready\n" })
 }
