@@ -18,9 +18,13 @@ import (
 // and answers at once, those hand-offs cost more than the exchange itself. Requests it does not
 // take (see takes) go to the Transport.
 type appClient struct {
-	// maxIdle bounds the idle connections kept per application address.
-	maxIdle int
-	dialer  net.Dialer
+	// maxIdle bounds the idle connections kept per application address; those idle for longer
+	// than idleTimeout, when set, are closed.
+	maxIdle     int
+	idleTimeout time.Duration
+	dialer      net.Dialer
+	// now is the clock; time.Now when nil.
+	now func() time.Time
 
 	mu   sync.Mutex
 	idle map[string][]*appConn
@@ -32,6 +36,8 @@ type appConn struct {
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	addr string
+	// idleSince is when it went back to the pool.
+	idleSince time.Time
 }
 
 // takes tells whether the request is one appClient sends: idempotent, without a body (so that a
@@ -121,17 +127,34 @@ func (c *appClient) release(ac *appConn, stop func() bool, reusable bool) {
 		ac.Close()
 		return
 	}
+	ac.idleSince = time.Now()
+	if c.now != nil {
+		ac.idleSince = c.now()
+	}
 	c.mu.Lock()
 	if c.idle == nil {
 		c.idle = map[string][]*appConn{}
 	}
-	if len(c.idle[ac.addr]) < c.maxIdle {
-		c.idle[ac.addr] = append(c.idle[ac.addr], ac)
-		ac = nil
+	// The pool is used last in, first out, so the longest idle are first: those idle too long go,
+	// rather than wait, possibly closed by the application already, for a burst to reach them.
+	conns := c.idle[ac.addr]
+	stale := 0
+	for c.idleTimeout > 0 && stale < len(conns) && ac.idleSince.Sub(conns[stale].idleSince) > c.idleTimeout {
+		stale++
 	}
+	closing := append([]*appConn(nil), conns[:stale]...)
+	if stale > 0 {
+		conns = append(conns[:0], conns[stale:]...)
+	}
+	if len(conns) < c.maxIdle {
+		conns = append(conns, ac)
+	} else {
+		closing = append(closing, ac)
+	}
+	c.idle[ac.addr] = conns
 	c.mu.Unlock()
-	if ac != nil {
-		ac.Close()
+	for _, old := range closing {
+		old.Close()
 	}
 }
 

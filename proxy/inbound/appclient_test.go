@@ -214,3 +214,36 @@ func TestAppClientTakes(t *testing.T) {
 		}
 	}
 }
+
+func TestAppClientClosesConnectionsIdleTooLong(t *testing.T) {
+	app := startRawApp(t, func(conn, req int) (string, bool) { return ok(fmt.Sprintf("conn %d", conn)), false })
+	now := time.Unix(1000, 0)
+	c := &appClient{maxIdle: 10, idleTimeout: 90 * time.Second, now: func() time.Time { return now }}
+	defer c.CloseIdle()
+	// Two requests at once make two connections, both idle from now on.
+	var bodies []io.ReadCloser
+	for range 2 {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+app.addr+"/", nil)
+		resp, err := c.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, resp.Body)
+	}
+	for _, b := range bodies {
+		io.ReadAll(b)
+		b.Close()
+	}
+	if n := len(c.idle[app.addr]); n != 2 {
+		t.Fatalf("%d idle connections, want 2", n)
+	}
+	// 100 s later one request uses the newer connection; the older one, idle for longer than 90 s,
+	// is closed when the newer comes back.
+	now = now.Add(100 * time.Second)
+	if got, err := get(t, c, context.Background(), http.MethodGet, app.addr); err != nil || got != "200 conn 2" {
+		t.Fatalf("got %q, %v; want the newer connection", got, err)
+	}
+	if conns := c.idle[app.addr]; len(conns) != 1 || conns[0].idleSince != now {
+		t.Fatalf("idle connections after the prune: %d", len(conns))
+	}
+}

@@ -63,7 +63,7 @@ type Proxy struct {
 func (p *Proxy) init() {
 	p.once.Do(func() {
 		// No compression: the application gets the Accept-Encoding its client sent, not gzip.
-		p.app.maxIdle = 100
+		p.app = appClient{maxIdle: 100, idleTimeout: 90 * time.Second}
 		p.http1 = &http.Transport{MaxIdleConnsPerHost: 100, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 		p.h2c = &http2.Transport{AllowHTTP: true, DisableCompression: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 			var d net.Dialer
