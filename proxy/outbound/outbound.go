@@ -57,6 +57,11 @@ type Proxy struct {
 	// ResponseTimeout, when set, bounds the wait for a response's headers from an endpoint; the
 	// body may stream for as long as it takes. A request that times out is answered 504.
 	ResponseTimeout time.Duration
+	// PeerPingAfter and PeerPingTimeout check a quiet HTTP/2 connection to a peer proxy: after
+	// PeerPingAfter without a frame from the peer it is pinged, and closed if no answer comes within
+	// PeerPingTimeout, so that a peer gone without a word (its node lost, the network cut) does not
+	// keep requests waiting on a dead connection. 30 s and 10 s when zero.
+	PeerPingAfter, PeerPingTimeout time.Duration
 
 	once       sync.Once
 	h2         *http2.Server
@@ -91,6 +96,12 @@ func (p *Proxy) init() {
 		}
 		if p.HeaderTimeout == 0 {
 			p.HeaderTimeout = 10 * time.Second
+		}
+		if p.PeerPingAfter == 0 {
+			p.PeerPingAfter = 30 * time.Second
+		}
+		if p.PeerPingTimeout == 0 {
+			p.PeerPingTimeout = 10 * time.Second
 		}
 	})
 }
@@ -416,14 +427,15 @@ func (p *Proxy) transport(ep destinations.Endpoint, h2 bool) http.RoundTripper {
 	switch {
 	case ep.Identity != "":
 		// The request URL says http; the connection underneath is mTLS, made by dial.
-		t = &http2.Transport{AllowHTTP: true, DisableCompression: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
-			conn, err := p.dial(ctx, ep, mtls.ProtoHTTP2)
-			if err != nil {
-				return nil, err
-			}
-			// Requests sent together, by the application's connections, share a write.
-			return coalesce.New(conn), nil
-		}}
+		t = &http2.Transport{AllowHTTP: true, DisableCompression: true, ReadIdleTimeout: p.PeerPingAfter, PingTimeout: p.PeerPingTimeout,
+			DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+				conn, err := p.dial(ctx, ep, mtls.ProtoHTTP2)
+				if err != nil {
+					return nil, err
+				}
+				// Requests sent together, by the application's connections, share a write.
+				return coalesce.New(conn), nil
+			}}
 	case h2:
 		t = &http2.Transport{AllowHTTP: true, DisableCompression: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
 			return p.dial(ctx, ep, "")

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -275,5 +277,102 @@ func TestInboundRefusesAPlainClient(t *testing.T) {
 	b, _ := io.ReadAll(conn)
 	if strings.Contains(string(b), "HTTP/1.1 200") {
 		t.Fatalf("a plain client got an answer: %q", b)
+	}
+}
+
+// TestAPeerGoneSilentIsLeft: when the connection to a peer proxy stops carrying anything, without
+// being closed (the peer's node lost, the network cut), the outbound proxy's ping finds it dead
+// and the request waiting on it, safe to retry, goes again on a new connection.
+func TestAPeerGoneSilentIsLeft(t *testing.T) {
+	var freeze func()
+	out, _ := pairOpts(t, echoApp(t), func(p *outbound.Proxy) {
+		p.PeerPingAfter, p.PeerPingTimeout = 200*time.Millisecond, 200*time.Millisecond
+		// A relay between the proxies, whose connections can be made to go quiet.
+		peer := p.Destinations.Snapshot().ByAuthority("server.shop.svc.cluster.local:80").Endpoints[0]
+		var relay netip.AddrPort
+		relay, freeze = relayTo(t, peer.Addr.String())
+		snap, err := destinations.NewSnapshot([]destinations.Service{{
+			Authority: "server.shop.svc.cluster.local:80",
+			Endpoints: []destinations.Endpoint{{Addr: relay, Identity: serverID}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Destinations = destinations.NewStatic(snap)
+		p.OriginalDst = func(net.Conn) (netip.AddrPort, error) { return relay, nil }
+	})
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", out)
+	}}}
+	get := func() (string, error) {
+		resp, err := c.Get("http://server.shop.svc.cluster.local/")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return fmt.Sprintf("%d %s", resp.StatusCode, b), err
+	}
+	want := "200 HTTP/1.1 server.shop.svc.cluster.local / from " + clientID
+	if got, err := get(); got != want || err != nil {
+		t.Fatalf("before: %q, %v", got, err)
+	}
+	freeze()
+	start := time.Now()
+	if got, err := get(); got != want || err != nil {
+		t.Fatalf("with the connection gone quiet: %q, %v; want %q", got, err, want)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the dead connection took %s to be left", d)
+	}
+}
+
+// relayTo forwards connections to addr; freeze makes the connections it carries then go quiet:
+// they hold what they read, without closing. Later connections carry on.
+func relayTo(t *testing.T, addr string) (relay netip.AddrPort, freeze func()) {
+	l := listen(t)
+	var mu sync.Mutex
+	var frozen []*atomic.Bool
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", addr)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			t.Cleanup(func() { in.Close(); up.Close() })
+			quiet := &atomic.Bool{}
+			mu.Lock()
+			frozen = append(frozen, quiet)
+			mu.Unlock()
+			pump := func(dst, src net.Conn) {
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := src.Read(buf)
+					if err != nil {
+						return
+					}
+					if quiet.Load() {
+						return // hold it: nothing more goes through, and nothing is closed
+					}
+					if _, err := dst.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}
+			go pump(up, in)
+			go pump(in, up)
+		}
+	}()
+	return addrOf(l), func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, q := range frozen {
+			q.Store(true)
+		}
 	}
 }
