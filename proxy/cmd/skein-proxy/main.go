@@ -205,8 +205,9 @@ func run(c config) error {
 				why += " (the last attempt failed: " + err.Error() + ")"
 			}
 			return why
-		case waiting(dests) != "":
-			return "waiting for " + waiting(dests)
+		}
+		if w := waiting(dests); w != "" {
+			return "waiting for " + w
 		}
 		return ""
 	}
