@@ -23,20 +23,6 @@ import (
 	"github.com/skeinmesh/skein/test/localmesh"
 )
 
-// eastMeshConfig is the second cluster's MeshConfig: the demo cluster's trust anchor, brought as a
-// Secret, so that the two meshes trust each other, and the gateway deployed.
-const eastMeshConfig = `apiVersion: mesh.skein.dev/v1alpha1
-kind: MeshConfig
-metadata:
-  name: default
-spec:
-  identity:
-    trustAnchor:
-      secretName: shared-anchor
-  multicluster:
-    enabled: true
-`
-
 // multicluster starts a second cluster, east, with its own API server, cert-manager and control
 // plane, runs its gateway from the Deployment its operator makes, links the demo cluster to it
 // with what `skein multicluster link` prints, calls east's web from the demo's client through
@@ -63,14 +49,8 @@ func (d *demo) multicluster(ctx context.Context) error {
 	if err := east.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
 		return err
 	}
-	anchor := &corev1.Secret{}
-	if err := d.cluster.Client.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: meshv1.TrustAnchorName}, anchor); err != nil {
-		return err
-	}
-	if err := east.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: "shared-anchor"}, Type: corev1.SecretTypeTLS,
-		Data: map[string][]byte{corev1.TLSCertKey: anchor.Data[corev1.TLSCertKey], corev1.TLSPrivateKeyKey: anchor.Data[corev1.TLSPrivateKeyKey]},
-	}); err != nil {
+	// East's mesh uses this cluster's trust anchor, so that the two trust each other.
+	if err := localmesh.ShareTrustAnchor(ctx, d.cluster.Client, east.Client, Namespace); err != nil {
 		return err
 	}
 	stopCertManager, err := d.startCertManager(ctx, east, "east-cert-manager.log")
@@ -91,7 +71,7 @@ func (d *demo) multicluster(ctx context.Context) error {
 		return err
 	}
 	d.say("east: kubectl apply the MeshConfig (trustAnchor.secretName: shared-anchor, multicluster.enabled: true)")
-	if _, err := east.Kubectl(ctx, []byte(eastMeshConfig), "apply", "-f", "-"); err != nil {
+	if _, err := east.Kubectl(ctx, []byte(localmesh.SharedAnchorMeshConfig), "apply", "-f", "-"); err != nil {
 		return err
 	}
 	if _, err := east.Kubectl(ctx, nil, "wait", "--for=condition=Ready", "meshconfig/default", "--timeout=120s"); err != nil {

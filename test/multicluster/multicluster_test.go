@@ -62,29 +62,13 @@ func TestMulticluster(t *testing.T) {
 	}
 
 	t.Log("east: a cluster that brings west's trust anchor and enables multicluster")
-	anchor := &corev1.Secret{}
-	if err := west.Client.Get(ctx, client.ObjectKey{Namespace: framework.SystemNamespace, Name: meshv1.TrustAnchorName}, anchor); err != nil {
-		t.Fatal(err)
-	}
 	// East's control plane listens on the Services' own ports, where the gateway's pod template
 	// says they are; its pods find them through their /etc/hosts.
 	east := startSide(t, net.JoinHostPort(host, strconv.Itoa(inject.IdentityPort)), net.JoinHostPort(host, strconv.Itoa(inject.XDSPort)))
-	mustCreate(t, east.Client, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: framework.SystemNamespace, Name: "shared-anchor"},
-		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{corev1.TLSCertKey: anchor.Data[corev1.TLSCertKey], corev1.TLSPrivateKeyKey: anchor.Data[corev1.TLSPrivateKeyKey]},
-	})
-	eastAnchors, err := framework.ApplyMeshConfigYAML(ctx, east.Cluster, []byte(`apiVersion: mesh.skein.dev/v1alpha1
-kind: MeshConfig
-metadata:
-  name: default
-spec:
-  identity:
-    trustAnchor:
-      secretName: shared-anchor
-  multicluster:
-    enabled: true
-`))
+	if err := localmesh.ShareTrustAnchor(ctx, west.Client, east.Client, framework.SystemNamespace); err != nil {
+		t.Fatal(err)
+	}
+	eastAnchors, err := framework.ApplyMeshConfigYAML(ctx, east.Cluster, []byte(localmesh.SharedAnchorMeshConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
