@@ -33,14 +33,20 @@ func pipe(t *testing.T) (*Conn, *countingConn, net.Conn) {
 	return c, under, b
 }
 
-func TestWritesMadeTogetherGoOutAsOne(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	c, under, peer := pipe(t)
-	got := make(chan []byte)
+// received is all that peer reads until the connection closes.
+func received(peer net.Conn) <-chan []byte {
+	got := make(chan []byte, 1)
 	go func() {
 		b, _ := io.ReadAll(peer)
 		got <- b
 	}()
+	return got
+}
+
+func TestWritesMadeTogetherGoOutAsOne(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	c, under, peer := pipe(t)
+	got := received(peer)
 	var want bytes.Buffer
 	// A goroutine that writes 100 times without blocking: as a proxy's goroutines run one after
 	// the other on its one thread, the writer only gets to run after them.
@@ -126,11 +132,7 @@ func TestAFailedConnectionFailsLaterWrites(t *testing.T) {
 
 func TestConcurrentWritersKeepTheirBytesTogether(t *testing.T) {
 	c, _, peer := pipe(t)
-	got := make(chan []byte)
-	go func() {
-		b, _ := io.ReadAll(peer)
-		got <- b
-	}()
+	got := received(peer)
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Go(func() {
