@@ -91,6 +91,9 @@ func (c *Conn) writer() {
 			_, err := c.Conn.Write(buf)
 			c.mu.Lock()
 			c.writing = false
+			// The spare is never what is pending now (the buffer handed out above): a buffer too
+			// large to keep leaves none, rather than the one being filled.
+			c.spare = nil
 			if cap(buf) <= keptBuffer {
 				c.spare = buf[:0]
 			}

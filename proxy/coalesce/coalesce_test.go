@@ -158,3 +158,33 @@ func TestConcurrentWritersKeepTheirBytesTogether(t *testing.T) {
 		b = b[7:]
 	}
 }
+
+// A burst larger than the buffers kept for reuse must not leave the writer filling the buffer it
+// is sending: every byte arrives once, in order.
+func TestBurstsLargerThanTheKeptBufferArriveIntact(t *testing.T) {
+	c, _, peer := pipe(t)
+	got := received(peer)
+	big := make([]byte, keptBuffer+1)
+	var want []byte
+	for i := range 300 {
+		for j := range big {
+			big[j] = byte(i + j)
+		}
+		c.Write(big)
+		want = append(want, big...)
+		// Small writes behind it land in a kept buffer; with the writer sending that same buffer,
+		// they would overwrite what it sends.
+		for j := range 20 {
+			msg := []byte(fmt.Sprintf("<%03d:%02d>", i, j))
+			c.Write(msg)
+			want = append(want, msg...)
+			if j%5 == 0 {
+				runtime.Gosched()
+			}
+		}
+	}
+	c.Close()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("received %d bytes, not the %d written, in order", len(b), len(want))
+	}
+}
