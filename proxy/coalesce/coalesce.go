@@ -52,12 +52,43 @@ func New(conn net.Conn) *Conn {
 
 var errClosed = errors.New("coalesce: write on a closed connection")
 
-// Write queues b and returns; the bytes go out with whatever else is written meanwhile.
+// Write queues b and returns; the bytes go out with whatever else is written meanwhile. It waits
+// while more than maxPending bytes are pending.
 func (c *Conn) Write(b []byte) (int, error) {
 	c.mu.Lock()
+	c.waitRoom()
+	return c.queue(b)
+}
+
+// WaitRoom waits until a Write would not wait, and returns the connection's error if it failed. A
+// user that must never be held up while it holds a lock of its own (an HTTP/2 connection's reader
+// answering a ping, say, while another goroutine writes a large body) waits here first, and writes
+// with Queue under its lock.
+func (c *Conn) WaitRoom() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waitRoom()
+	if c.closed && c.err == nil {
+		return errClosed
+	}
+	return c.err
+}
+
+// Queue is Write without the wait: what is pending may pass maxPending by what its callers queue
+// after WaitRoom.
+func (c *Conn) Queue(b []byte) (int, error) {
+	c.mu.Lock()
+	return c.queue(b)
+}
+
+func (c *Conn) waitRoom() {
 	for len(c.pending) >= maxPending && c.err == nil && !c.closed {
 		c.drained.Wait()
 	}
+}
+
+// queue appends b to what is pending and wakes the writer; c.mu is held, and released.
+func (c *Conn) queue(b []byte) (int, error) {
 	switch {
 	case c.err != nil:
 		err := c.err

@@ -21,6 +21,7 @@ import (
 	"github.com/skeinmesh/skein/proxy/accept"
 	"github.com/skeinmesh/skein/proxy/bufpool"
 	"github.com/skeinmesh/skein/proxy/coalesce"
+	"github.com/skeinmesh/skein/proxy/h2peer"
 	"github.com/skeinmesh/skein/proxy/metrics"
 	"github.com/skeinmesh/skein/proxy/mtls"
 	"github.com/skeinmesh/skein/proxy/splice"
@@ -58,6 +59,7 @@ type Proxy struct {
 	http1 *http.Transport
 	h2c   *http2.Transport
 	conns accept.HTTP2
+	peers h2peer.Server // HTTP/2 from proxies of this version
 }
 
 func (p *Proxy) init() {
@@ -69,6 +71,7 @@ func (p *Proxy) init() {
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
 		}}
+		p.peers.Log = p.Log
 		if p.HandshakeTimeout == 0 {
 			p.HandshakeTimeout = 10 * time.Second
 		}
@@ -83,7 +86,10 @@ func (p *Proxy) Serve(lis net.Listener) error {
 
 // Drain tells HTTP/2 connections to go away once their requests are done, and waits for the
 // connections under way to finish, up to ctx. The listener must be closed first.
-func (p *Proxy) Drain(ctx context.Context) { p.conns.Drain(ctx) }
+func (p *Proxy) Drain(ctx context.Context) {
+	p.peers.Shutdown()
+	p.conns.Drain(ctx)
+}
 
 func (p *Proxy) handle(conn net.Conn) {
 	defer conn.Close()
@@ -107,10 +113,12 @@ func (p *Proxy) handle(conn net.Conn) {
 	counted, done := p.Metrics.TCPOpen(metrics.Inbound, true, "", tc)
 	defer done()
 	switch state.NegotiatedProtocol {
+	case h2peer.ALPN:
+		p.peers.ServeConn(counted, p.peerHandler(app, peer))
 	case mtls.ProtoHTTP2:
 		link := coalesce.New(counted)
 		defer link.Close()
-		p.conns.ServeConn(link, grownStack(p.Metrics.HTTP(metrics.Inbound, metrics.Labels{TLS: true, ClientID: peer}, p.httpHandler(app, peer))))
+		p.conns.ServeConn(link, p.peerHandler(app, peer))
 	default:
 		up, err := net.DialTimeout("tcp", app, 5*time.Second)
 		if err != nil {
@@ -119,6 +127,11 @@ func (p *Proxy) handle(conn net.Conn) {
 		}
 		splice.Both(counted, up)
 	}
+}
+
+// peerHandler serves the requests of one peer proxy.
+func (p *Proxy) peerHandler(app, peer string) http.Handler {
+	return grownStack(p.Metrics.HTTP(metrics.Inbound, metrics.Labels{TLS: true, ClientID: peer}, p.httpHandler(app, peer)))
 }
 
 // grownStack runs each request's handler on a stack grown at once to the size forwarding a request

@@ -27,6 +27,7 @@ import (
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/detect"
 	"github.com/skeinmesh/skein/proxy/gateway/preamble"
+	"github.com/skeinmesh/skein/proxy/h2peer"
 	"github.com/skeinmesh/skein/proxy/inbound"
 	"github.com/skeinmesh/skein/proxy/metrics"
 	"github.com/skeinmesh/skein/proxy/mtls"
@@ -208,12 +209,12 @@ func (p *Proxy) opaque(conn net.Conn, dst netip.AddrPort, authority string, snap
 
 // dial connects to an endpoint: mTLS when it has an identity, plain TCP otherwise. A linked
 // cluster's gateway is then told the service the connection is for.
-func (p *Proxy) dial(ctx context.Context, ep destinations.Endpoint, alpn string) (net.Conn, error) {
+func (p *Proxy) dial(ctx context.Context, ep destinations.Endpoint, alpn ...string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: p.ConnectTimeout}
 	if ep.Identity == "" {
 		return d.DialContext(ctx, "tcp", ep.Addr.String())
 	}
-	td := &tls.Dialer{NetDialer: d, Config: mtls.Client(p.Certs, p.Roots, ep.Identity, alpn)}
+	td := &tls.Dialer{NetDialer: d, Config: mtls.Client(p.Certs, p.Roots, ep.Identity, alpn...)}
 	conn, err := td.DialContext(ctx, "tcp", ep.Addr.String())
 	if err != nil || ep.GatewayTarget == "" {
 		return conn, err
@@ -402,9 +403,13 @@ func retryable(req *http.Request, err error) bool {
 	if req.Context().Err() != nil {
 		return false
 	}
+	noBody := req.Body == nil || req.Body == http.NoBody
+	if errors.Is(err, h2peer.ErrUnprocessed) && noBody {
+		return true // the peer refused it, or was going away before it: safe whatever the method
+	}
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
-		return req.Body == nil || req.Body == http.NoBody
+		return noBody
 	}
 	return false
 }
@@ -425,7 +430,21 @@ func (p *Proxy) transport(ep destinations.Endpoint, h2 bool) http.RoundTripper {
 	// not, and unzip the answer, so the application would see a header its client never sent.
 	var t http.RoundTripper
 	switch {
+	case ep.Identity != "" && ep.GatewayTarget == "":
+		// A peer proxy: its inbound side speaks h2peer's HTTP/2, or, if older, plain "h2".
+		t = &h2peer.Transport{
+			Dial: func(ctx context.Context) (net.Conn, string, error) {
+				conn, err := p.dial(ctx, ep, h2peer.ALPN, mtls.ProtoHTTP2)
+				if err != nil {
+					return nil, "", err
+				}
+				return conn, conn.(*tls.Conn).ConnectionState().NegotiatedProtocol, nil
+			},
+			Fallback:  &http2.Transport{AllowHTTP: true, DisableCompression: true, ReadIdleTimeout: p.PeerPingAfter, PingTimeout: p.PeerPingTimeout},
+			PingAfter: p.PeerPingAfter, PingTimeout: p.PeerPingTimeout,
+		}
 	case ep.Identity != "":
+		// A linked cluster's gateway, told the target service first.
 		// The request URL says http; the connection underneath is mTLS, made by dial.
 		t = &http2.Transport{AllowHTTP: true, DisableCompression: true, ReadIdleTimeout: p.PeerPingAfter, PingTimeout: p.PeerPingTimeout,
 			DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {

@@ -31,6 +31,7 @@ import (
 	"github.com/skeinmesh/skein/proxy/admin"
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/gateway"
+	"github.com/skeinmesh/skein/proxy/h2peer"
 	"github.com/skeinmesh/skein/proxy/inbound"
 	"github.com/skeinmesh/skein/proxy/iptables"
 	"github.com/skeinmesh/skein/proxy/metrics"
@@ -157,8 +158,10 @@ func run(c config) error {
 		opaquePorts[uint16(port)] = true
 	}
 	m := metrics.New(reg, c.maxAuthorities)
+	// Peers of this version speak h2peer's HTTP/2; "h2" stays for older ones and gRPC's own clients.
+	inboundTLS := mtls.Server(certs, roots, h2peer.ALPN, mtls.ProtoHTTP2, mtls.ProtoOpaque)
 	serverTLS := mtls.Server(certs, roots, mtls.ProtoHTTP2, mtls.ProtoOpaque)
-	in := &inbound.Proxy{TLS: serverTLS, OriginalDst: originalDst,
+	in := &inbound.Proxy{TLS: inboundTLS, OriginalDst: originalDst,
 		Port: uint16(c.inboundPort), AppHost: "127.0.0.1", Log: log, Metrics: m}
 	out := &outbound.Proxy{Destinations: dests, Certs: certs, Roots: roots, OriginalDst: originalDst, Log: log,
 		DetectTimeout: c.detectTimeout, OpaquePorts: opaquePorts, ResponseTimeout: c.responseTimeout, Metrics: m}
