@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -19,8 +18,8 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/skeinmesh/skein/proxy/accept"
-	"github.com/skeinmesh/skein/proxy/bufpool"
 	"github.com/skeinmesh/skein/proxy/coalesce"
+	"github.com/skeinmesh/skein/proxy/forward"
 	"github.com/skeinmesh/skein/proxy/h2peer"
 	"github.com/skeinmesh/skein/proxy/metrics"
 	"github.com/skeinmesh/skein/proxy/mtls"
@@ -157,16 +156,17 @@ func growStack(i int) byte {
 
 // httpHandler forwards requests to the application in the protocol the client spoke.
 func (p *Proxy) httpHandler(app, peer string) http.Handler {
-	return &httputil.ReverseProxy{
-		BufferPool: buffers,
-		Rewrite: func(r *httputil.ProxyRequest) {
-			r.Out.URL.Scheme, r.Out.URL.Host = "http", app
-			r.Out.Host = r.In.Host
+	return &forward.Handler{
+		// Requests that were HTTP/1 at the client go to the application as HTTP/1.
+		Narrow: func(r *http.Request) bool { return r.Header.Get(OrigProtoHeader) != "" },
+		Rewrite: func(out, in *http.Request) {
+			out.URL.Scheme, out.URL.Host = "http", app
+			out.Host = in.Host
 			// OrigProtoHeader stays on the outgoing request until the transport has read it.
-			r.Out.Header.Set(ClientIDHeader, peer)
+			out.Header.Set(ClientIDHeader, peer)
 		},
 		Transport: roundTripperFunc(func(req *http.Request) (*http.Response, error) {
-			// The request's header is the reverse proxy's copy, the proxy's own to change.
+			// The request's header is the forwarder's copy, the proxy's own to change.
 			http1 := req.Header.Get(OrigProtoHeader) != ""
 			req.Header.Del(OrigProtoHeader)
 			switch {
@@ -183,9 +183,6 @@ func (p *Proxy) httpHandler(app, peer string) http.Handler {
 		},
 	}
 }
-
-// buffers are shared by every response body the proxy copies.
-var buffers = &bufpool.Pool{}
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 

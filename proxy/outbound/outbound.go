@@ -14,7 +14,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
 	"sync"
 	"time"
@@ -22,10 +21,10 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/skeinmesh/skein/proxy/accept"
-	"github.com/skeinmesh/skein/proxy/bufpool"
 	"github.com/skeinmesh/skein/proxy/coalesce"
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/detect"
+	"github.com/skeinmesh/skein/proxy/forward"
 	"github.com/skeinmesh/skein/proxy/gateway/preamble"
 	"github.com/skeinmesh/skein/proxy/h2peer"
 	"github.com/skeinmesh/skein/proxy/inbound"
@@ -185,9 +184,6 @@ func (p *Proxy) Forward(authority, forwardedFor string) http.Handler {
 	return p.router(netip.AddrPort{}, authority, forwardedFor)
 }
 
-// buffers are shared by every response body the proxy copies.
-var buffers = &bufpool.Pool{}
-
 // maxAttempts bounds the endpoints tried for one connection or request.
 const maxAttempts = 3
 
@@ -276,20 +272,20 @@ func (c *choice) label(l *metrics.Labels, ep destinations.Endpoint) {
 // among those of the service the request names or, when authority is set, of that service.
 // forwardedFor, set by a gateway only, is the identity of its peer.
 func (p *Proxy) router(dst netip.AddrPort, authority, forwardedFor string) http.Handler {
-	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", pr.In.Host
-			pr.Out.Host = pr.In.Host
-			pr.Out.Header.Del(inbound.ClientIDHeader)
-			pr.Out.Header.Del(inbound.OrigProtoHeader)
+	return &forward.Handler{
+		Narrow: func(r *http.Request) bool { return r.ProtoMajor == 1 },
+		Rewrite: func(out, in *http.Request) {
+			out.URL.Scheme, out.URL.Host = "http", in.Host
+			out.Host = in.Host
+			out.Header.Del(inbound.ClientIDHeader)
+			out.Header.Del(inbound.OrigProtoHeader)
 			// Only a gateway says who called it: an application cannot claim another's identity.
-			pr.Out.Header.Del(inbound.ForwardedClientIDHeader)
+			out.Header.Del(inbound.ForwardedClientIDHeader)
 			if forwardedFor != "" {
-				pr.Out.Header.Set(inbound.ForwardedClientIDHeader, forwardedFor)
+				out.Header.Set(inbound.ForwardedClientIDHeader, forwardedFor)
 			}
 		},
-		Transport:  &routeTransport{p: p, dst: dst, authority: authority},
-		BufferPool: buffers,
+		Transport: &routeTransport{p: p, dst: dst, authority: authority},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			p.Log.Info("Request failed", "authority", r.Host, "err", err)
 			status := http.StatusBadGateway
