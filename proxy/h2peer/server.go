@@ -25,6 +25,38 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*serverConn]struct{}
 	draining bool
+
+	// work hands a request to an idle worker goroutine.
+	work chan func()
+}
+
+// workerIdle is how long a worker goroutine waits for another request before it exits.
+const workerIdle = 10 * time.Second
+
+// run runs f on an idle worker, or on a new one. A worker keeps its stack from one request to
+// the next: a new goroutine's stack would grow, copied each time, to the depth that forwarding a
+// request takes.
+func (srv *Server) run(f func()) {
+	select {
+	case srv.work <- f:
+	default:
+		go srv.worker(f)
+	}
+}
+
+func (srv *Server) worker(f func()) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		f()
+		f = nil
+		idle.Reset(workerIdle)
+		select {
+		case f = <-srv.work:
+		case <-idle.C:
+			return
+		}
+	}
 }
 
 // prefaceTimeout bounds the wait for a client's connection preface.
@@ -49,6 +81,7 @@ func (srv *Server) ServeConn(nc net.Conn, h http.Handler) {
 	srv.mu.Lock()
 	if srv.conns == nil {
 		srv.conns = map[*serverConn]struct{}{}
+		srv.work = make(chan func())
 	}
 	srv.conns[sc] = struct{}{}
 	draining := srv.draining
@@ -157,7 +190,7 @@ func (sc *serverConn) headers(f *http2.MetaHeadersFrame) error {
 		req.Body = &requestBody{sc: sc, s: s, req: req}
 	}
 	sc.handlers.Add(1)
-	go sc.serve(s, req)
+	sc.srv.run(func() { sc.serve(s, req) })
 	return nil
 }
 
