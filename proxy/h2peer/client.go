@@ -92,6 +92,7 @@ func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errUnusable
 	}
 	s := cc.newStream(cc.nextID)
+	s.ready = make(chan struct{})
 	cc.nextID += 2
 	cc.streams[s.id] = s
 	cc.active++
@@ -105,27 +106,32 @@ func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	ctx := req.Context()
-	s.stopCancel = context.AfterFunc(ctx, func() {
-		cc.abortWith(s, fmt.Errorf("h2peer: request canceled: %w", context.Cause(ctx)), http2.ErrCodeCancel)
-	})
 	if hasBody {
 		go cc.writeBody(s, req)
 	}
-
-	cc.mu.Lock()
-	for s.res == nil && s.reset == nil {
-		s.recv.Wait()
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		cc.abortWith(s, fmt.Errorf("h2peer: request canceled: %w", context.Cause(ctx)), http2.ErrCodeCancel)
 	}
+	cc.mu.Lock()
 	res, err := s.res, s.reset
 	noBody := s.noBody
+	open := s.reset == nil && !(s.remoteDone && s.localDone)
 	cc.mu.Unlock()
 	if res == nil {
-		s.stopCancel()
 		return nil, err
+	}
+	if open {
+		// Cancelling the request resets what is still under way of it. Most answers have come
+		// whole by now, and spare registering with the context.
+		s.stopCancel = context.AfterFunc(ctx, func() {
+			cc.abortWith(s, fmt.Errorf("h2peer: request canceled: %w", context.Cause(ctx)), http2.ErrCodeCancel)
+		})
 	}
 	res.Request = req
 	if noBody {
-		s.stopCancel()
+		s.stopCancelling()
 		res.Body = http.NoBody
 	} else {
 		res.Body = &body{cc: cc, s: s, res: res}
@@ -354,6 +360,7 @@ func (s *stream) response(f *http2.MetaHeadersFrame) error {
 	}
 	res.Trailer = declaredTrailers(res.Header)
 	s.res = res
+	s.wake()
 	if f.StreamEnded() {
 		s.noBody = true
 		s.remoteDone = true
@@ -480,7 +487,7 @@ type body struct {
 func (b *body) Read(p []byte) (int, error) {
 	n, err := b.s.read(p)
 	if err != nil {
-		b.s.stopCancel()
+		b.s.stopCancelling()
 	}
 	if err == io.EOF {
 		// The trailers are the response's once its body has been read, as net/http has them.
@@ -503,7 +510,7 @@ var errBodyClosed = errors.New("h2peer: response body closed")
 // Close gives up what remains of the response (and of the request, if it is still being sent).
 func (b *body) Close() error {
 	s := b.s
-	s.stopCancel()
+	s.stopCancelling()
 	b.cc.abortWith(s, errBodyClosed, http2.ErrCodeCancel)
 	s.discard()
 	return nil

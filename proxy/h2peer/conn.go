@@ -147,9 +147,12 @@ type stream struct {
 	reset error
 
 	// On the client: the response once its header block has come (noBody if that ended the
-	// stream), and what stops the request's cancellation from resetting the stream.
+	// stream); ready is closed then, or when the stream is reset; stopCancel, when set, stops
+	// the request's cancellation from resetting the stream.
 	res        *http.Response
 	noBody     bool
+	ready      chan struct{}
+	woken      bool
 	stopCancel func() bool
 	// On the server: cancels the request's context.
 	cancel context.CancelFunc
@@ -331,13 +334,28 @@ func (c *conn) writeRST(id uint32, code http2.ErrCode) {
 	c.wmu.Unlock()
 }
 
-// resetStream ends s abnormally with err, waking whoever waits on it; c.mu is held.
+// resetLocked ends s abnormally with err, waking whoever waits on it; c.mu is held.
 func (s *stream) resetLocked(err error) {
 	if s.reset == nil {
 		s.reset = err
 	}
+	s.wake()
 	s.recv.Broadcast()
 	s.send.Broadcast()
+}
+
+// wake closes ready, once; c.mu is held.
+func (s *stream) wake() {
+	if s.ready != nil && !s.woken {
+		s.woken = true
+		close(s.ready)
+	}
+}
+
+func (s *stream) stopCancelling() {
+	if s.stopCancel != nil {
+		s.stopCancel()
+	}
 }
 
 // fail ends the connection: every stream fails with err, and the connection is closed.

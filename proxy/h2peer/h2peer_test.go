@@ -482,3 +482,23 @@ func TestTheTransportFallsBackForAnOlderPeer(t *testing.T) {
 		t.Fatalf("connections %v, want one of x/net's", tr.conns)
 	}
 }
+
+func TestCancellationWhileWaitingForTheAnswer(t *testing.T) {
+	each(t, func(t *testing.T, p pair) {
+		canceled := make(chan error, 1)
+		rt := connect(t, p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done()
+			canceled <- r.Context().Err()
+		}))
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if _, err := rt.RoundTrip(request(t, http.MethodGet, "http://web/", nil).WithContext(ctx)); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want the context's error", err)
+		}
+		select {
+		case <-canceled:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the handler's context was not canceled")
+		}
+	})
+}
