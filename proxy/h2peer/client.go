@@ -405,12 +405,20 @@ func (s *stream) ended() error {
 	return nil
 }
 
+// fieldsHeader is a header block's regular fields as an http.Header. The values share one backing
+// array, as net/textproto's do: one allocation rather than one per field.
 func fieldsHeader(f *http2.MetaHeadersFrame) http.Header {
 	fields := f.RegularFields()
 	h := make(http.Header, len(fields))
-	for _, hf := range fields {
+	values := make([]string, len(fields))
+	for i, hf := range fields {
 		k := canonical(hf.Name)
-		h[k] = append(h[k], hf.Value)
+		values[i] = hf.Value
+		if vv, ok := h[k]; ok {
+			h[k] = append(vv, hf.Value) // a repeated field: its own slice, after a copy
+		} else {
+			h[k] = values[i : i+1 : i+1]
+		}
 	}
 	return h
 }
