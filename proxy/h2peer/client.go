@@ -238,31 +238,6 @@ func (cc *ClientConn) writeBody(s *stream, req *http.Request) {
 
 var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
-// sendTrailers ends our side of s with a trailer block.
-func (c *conn) sendTrailers(s *stream, trailer http.Header) error {
-	c.mu.Lock()
-	err := s.sendErr()
-	if err == nil {
-		s.localDone = true
-	}
-	c.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.writeHeaders(s.id, true, func(field func(string, string)) {
-		for k, vv := range trailer {
-			if k = strings.TrimPrefix(k, http.TrailerPrefix); connectionHeaders[k] || k == "" {
-				continue
-			}
-			for _, v := range vv {
-				field(lower(k), v)
-			}
-		}
-	})
-}
-
 // abort ends s on our side after a failure to send; a peer's request to stop sending is no
 // failure.
 func (cc *ClientConn) abort(s *stream, err error) {

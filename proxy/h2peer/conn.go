@@ -244,6 +244,31 @@ func (c *conn) sendData(s *stream, p []byte, end bool) error {
 	}
 }
 
+// sendTrailers ends our side of s with a trailer block.
+func (c *conn) sendTrailers(s *stream, trailer http.Header) error {
+	c.mu.Lock()
+	err := s.sendErr()
+	if err == nil {
+		s.localDone = true
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.writeHeaders(s.id, true, func(field func(string, string)) {
+		for k, vv := range trailer {
+			if k = strings.TrimPrefix(k, http.TrailerPrefix); connectionHeaders[k] || k == "" {
+				continue
+			}
+			for _, v := range vv {
+				field(lower(k), v)
+			}
+		}
+	})
+}
+
 var errStopSend = errors.New("h2peer: the peer needs no more of the request")
 
 // sendErr is why nothing more may be sent on s, if anything; c.mu is held.

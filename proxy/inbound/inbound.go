@@ -134,9 +134,10 @@ func (p *Proxy) peerHandler(app, peer string) http.Handler {
 }
 
 // grownStack runs each request's handler on a stack grown at once to the size forwarding a request
-// needs. x/net/http2 runs every request on a new goroutine (h2peer's workers keep their stacks), whose small stack otherwise grows by doubling
-// several times, each time copying the ever deeper stack of the reverse proxy and the HTTP client:
-// profiles put that copying at about a tenth of the inbound proxy's CPU.
+// needs. x/net/http2 runs every request on a new goroutine, whose small stack otherwise grows by
+// doubling several times, each time copying the ever deeper stack of the reverse proxy and the HTTP
+// client: profiles put that copying at about a tenth of the inbound proxy's CPU. (h2peer's workers
+// keep their stacks from one request to the next.)
 func grownStack(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		growStack(0)
