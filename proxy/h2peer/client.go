@@ -58,13 +58,17 @@ func (cc *ClientConn) CanTakeNewRequest() bool {
 }
 
 func (cc *ClientConn) usableLocked() bool {
-	return cc.err == nil && !cc.goingAway && cc.active < cc.peerMaxStreams && cc.nextID < maxWindow
+	return !cc.deadLocked() && cc.active < cc.peerMaxStreams
 }
 
 // dead says whether the connection will never take a request again.
 func (cc *ClientConn) dead() bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
+	return cc.deadLocked()
+}
+
+func (cc *ClientConn) deadLocked() bool {
 	return cc.err != nil || cc.goingAway || cc.nextID >= maxWindow
 }
 

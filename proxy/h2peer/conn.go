@@ -312,20 +312,13 @@ func (s *stream) read(p []byte) (int, error) {
 // credit counts n bytes read from s and returns the window updates due, for the stream and for the
 // connection, once a quarter of a window has been read. c.mu is held.
 func (s *stream) credit(n int64) (stream, conn uint32) {
-	c := s.c
 	s.unacked += n
-	c.recvUnacked += n
 	if !s.remoteDone && s.reset == nil && s.unacked >= streamWindow/4 {
 		stream = uint32(s.unacked)
 		s.recvWin += s.unacked
 		s.unacked = 0
 	}
-	if c.recvUnacked >= connWindow/4 {
-		conn = uint32(c.recvUnacked)
-		c.recvWin += c.recvUnacked
-		c.recvUnacked = 0
-	}
-	return stream, conn
+	return stream, s.c.creditConn(n)
 }
 
 // discard drops what s has received and not been read, giving its window back to the connection.
@@ -544,8 +537,8 @@ func (c *conn) data(h frameHandler, f *http2.DataFrame) error {
 	return nil
 }
 
-// creditConn gives n bytes received for a stream that is over back to the connection, returning
-// the window update due; c.mu is held.
+// creditConn counts n bytes read, or dropped with a stream that is over, against the connection's
+// window, and returns the window update due once a quarter of the window is owed; c.mu is held.
 func (c *conn) creditConn(n int64) uint32 {
 	c.recvUnacked += n
 	if c.recvUnacked < connWindow/4 {
