@@ -53,8 +53,9 @@ func ourClient(t *testing.T, nc net.Conn) roundTripper {
 	return cc
 }
 
-// connect serves h on one end of a loopback TCP connection and returns a client on the other.
-func connect(t *testing.T, p pair, h http.Handler) roundTripper {
+// listen accepts loopback TCP connections until the test ends, serving each on a goroutine of its
+// own, and returns the address.
+func listen(t *testing.T, serve func(nc net.Conn)) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -67,10 +68,17 @@ func connect(t *testing.T, p pair, h http.Handler) roundTripper {
 			if err != nil {
 				return
 			}
-			go p.server(nc, h)
+			go serve(nc)
 		}
 	}()
-	nc, err := net.Dial("tcp", lis.Addr().String())
+	return lis.Addr().String()
+}
+
+// connect serves h on one end of a loopback TCP connection and returns a client on the other.
+func connect(t *testing.T, p pair, h http.Handler) roundTripper {
+	t.Helper()
+	addr := listen(t, func(nc net.Conn) { p.server(nc, h) })
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,28 +317,18 @@ func TestShutdownFinishesRequestsUnderWay(t *testing.T) {
 		}
 		io.WriteString(w, "done "+r.URL.Path)
 	})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
 	served := make(chan struct{}, 4)
-	go func() {
-		for {
-			nc, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			s := srv
-			mu.Unlock()
-			go func() { s.ServeConn(nc, h); served <- struct{}{} }()
-		}
-	}()
+	addr := listen(t, func(nc net.Conn) {
+		mu.Lock()
+		s := srv
+		mu.Unlock()
+		s.ServeConn(nc, h)
+		served <- struct{}{}
+	})
 	dials := 0
 	tr := &Transport{Dial: func(ctx context.Context) (net.Conn, string, error) {
 		dials++
-		nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", lis.Addr().String())
+		nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 		return nc, ALPN, err
 	}}
 	slow := make(chan string, 1)
@@ -405,18 +403,10 @@ func TestContentLengthMismatchFails(t *testing.T) {
 
 // A peer that stops answering is found out by the ping, and the requests waiting on it fail.
 func TestASilentPeerIsLeft(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	go func() {
-		nc, err := lis.Accept()
-		if err == nil {
-			io.Copy(io.Discard, nc) // reads everything, answers nothing
-		}
-	}()
-	nc, err := net.Dial("tcp", lis.Addr().String())
+	addr := listen(t, func(nc net.Conn) {
+		io.Copy(io.Discard, nc) // reads everything, answers nothing
+	})
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,25 +434,14 @@ func TestASilentPeerIsLeft(t *testing.T) {
 
 // A peer of an older version chooses "h2": the Transport speaks x/net/http2's HTTP/2 to it.
 func TestTheTransportFallsBackForAnOlderPeer(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	go func() {
-		for {
-			nc, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			go (&http2.Server{}).ServeConn(nc, &http2.ServeConnOpts{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				io.WriteString(w, "old peer")
-			})})
-		}
-	}()
+	addr := listen(t, func(nc net.Conn) {
+		(&http2.Server{}).ServeConn(nc, &http2.ServeConnOpts{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "old peer")
+		})})
+	})
 	tr := &Transport{
 		Dial: func(ctx context.Context) (net.Conn, string, error) {
-			nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", lis.Addr().String())
+			nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 			return nc, "h2", err
 		},
 		Fallback: &http2.Transport{AllowHTTP: true},
