@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"golang.org/x/net/http2"
+
+	"github.com/skeinmesh/skein/proxy/coalesce"
 )
 
 // Loop serves connections, each in its own goroutine.
@@ -62,10 +64,14 @@ func (s *HTTP2) init() {
 	})
 }
 
-// ServeConn serves HTTP/2 on one connection until it ends.
+// ServeConn serves HTTP/2 on one connection until it ends. Its writes are coalesced: x/net/http2
+// flushes after nearly every frame, and what its goroutines write close together then goes out in
+// one TLS record and one system call.
 func (s *HTTP2) ServeConn(conn net.Conn, h http.Handler) {
 	s.init()
-	s.h2.ServeConn(conn, &http2.ServeConnOpts{BaseConfig: s.base, Handler: h})
+	link := coalesce.New(conn)
+	defer link.Close()
+	s.h2.ServeConn(link, &http2.ServeConnOpts{BaseConfig: s.base, Handler: h})
 }
 
 // Drain tells HTTP/2 connections to go away once their requests are done, and waits for the

@@ -30,7 +30,6 @@ import (
 	"time"
 
 	"github.com/skeinmesh/skein/proxy/accept"
-	"github.com/skeinmesh/skein/proxy/coalesce"
 	"github.com/skeinmesh/skein/proxy/destinations"
 	"github.com/skeinmesh/skein/proxy/gateway/preamble"
 	"github.com/skeinmesh/skein/proxy/inbound"
@@ -98,9 +97,7 @@ func (g *Gateway) handle(conn net.Conn) {
 			}
 			forward.ServeHTTP(w, r)
 		})
-		link := coalesce.New(counted)
-		defer link.Close()
-		g.conns.ServeConn(link, g.Metrics.HTTP(metrics.Gateway, metrics.Labels{TLS: true, ClientID: peer}, h))
+		g.conns.ServeConn(counted, g.Metrics.HTTP(metrics.Gateway, metrics.Labels{TLS: true, ClientID: peer}, h))
 	case mtls.ProtoOpaque:
 		counted, done := g.Metrics.TCPOpen(metrics.Gateway, true, service, tc)
 		defer done()

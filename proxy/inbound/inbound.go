@@ -18,7 +18,6 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/skeinmesh/skein/proxy/accept"
-	"github.com/skeinmesh/skein/proxy/coalesce"
 	"github.com/skeinmesh/skein/proxy/forward"
 	"github.com/skeinmesh/skein/proxy/h2peer"
 	"github.com/skeinmesh/skein/proxy/metrics"
@@ -115,9 +114,7 @@ func (p *Proxy) handle(conn net.Conn) {
 	case h2peer.ALPN:
 		p.peers.ServeConn(counted, p.peerHandler(app, peer))
 	case mtls.ProtoHTTP2:
-		link := coalesce.New(counted)
-		defer link.Close()
-		p.conns.ServeConn(link, grownStack(p.peerHandler(app, peer)))
+		p.conns.ServeConn(counted, grownStack(p.peerHandler(app, peer)))
 	default:
 		up, err := net.DialTimeout("tcp", app, 5*time.Second)
 		if err != nil {
