@@ -293,7 +293,6 @@ var _ = Describe("Configuration push", Ordered, func() {
 				GatewayAddress: gw.Host, GatewayPort: gw.TLSPort, GatewayIdentity: gatewayID("east.example"),
 				ProbeSpec: meshv1.ProbeSpec{Port: gw.AdminPort}},
 		}
-		Expect(k8s.Create(ctx, link)).To(Succeed())
 		mirrored := map[string]string{meshv1.MirroredFromLabel: "east", meshv1.LinkLabel: "links.east"}
 		Expect(k8s.Create(ctx, &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-east", Labels: mirrored,
@@ -313,6 +312,9 @@ var _ = Describe("Configuration push", Ordered, func() {
 				TargetRef: &corev1.ObjectReference{Kind: "Link", Namespace: "links", Name: "east"},
 			}},
 		})).To(Succeed())
+		// The Link last: its controller keeps the endpoints of the mirrors it finds, and would
+		// otherwise race this test to create the EndpointSlice of the Service just made.
+		Expect(k8s.Create(ctx, link)).To(Succeed())
 		webEast := xdsnames.Authority("web-east", ns, 8080)
 		d := openDelta(id("client"), xdsnames.NodeID("client-1", ns))
 		d.subscribe(resource.EndpointType, webEast)
