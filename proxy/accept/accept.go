@@ -12,6 +12,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/skeinmesh/skein/proxy/coalesce"
+	"github.com/skeinmesh/skein/proxy/rawtcp"
 )
 
 // Loop serves connections, each in its own goroutine.
@@ -29,6 +30,7 @@ func (l *Loop) Serve(lis net.Listener, handle func(net.Conn)) error {
 			}
 			return err
 		}
+		conn = rawtcp.Wrap(conn)
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/skeinmesh/skein/proxy/rawtcp"
 )
 
 // appClient sends HTTP/1 requests without a body to the application over kept-alive connections,
@@ -173,6 +175,7 @@ func (c *appClient) get(ctx context.Context, addr string) (ac *appConn, reused b
 	if err != nil {
 		return nil, false, err
 	}
+	conn = rawtcp.Wrap(conn)
 	return &appConn{Conn: conn, br: bufio.NewReader(conn), bw: bufio.NewWriter(conn), addr: addr}, false, nil
 }
 

@@ -12,7 +12,7 @@ import (
 // OriginalDst returns the destination that conn, accepted by the proxy, was addressed to before a
 // REDIRECT (or DNAT) rule sent it to the proxy. For a connection that no rule changed, the kernel
 // reports the address it reached, which is conn's local address.
-func OriginalDst(conn *net.TCPConn) (netip.AddrPort, error) {
+func OriginalDst(conn Conn) (netip.AddrPort, error) {
 	local, ok := conn.LocalAddr().(*net.TCPAddr)
 	if !ok || local == nil {
 		return netip.AddrPort{}, errors.New("original destination: connection has no local TCP address")

@@ -9,6 +9,6 @@ import (
 )
 
 // OriginalDst needs Linux's netfilter; elsewhere it always fails.
-func OriginalDst(conn *net.TCPConn) (netip.AddrPort, error) {
+func OriginalDst(conn Conn) (netip.AddrPort, error) {
 	return netip.AddrPort{}, errors.New("original destination: only available on Linux")
 }

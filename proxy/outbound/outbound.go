@@ -30,6 +30,7 @@ import (
 	"github.com/skeinmesh/skein/proxy/inbound"
 	"github.com/skeinmesh/skein/proxy/metrics"
 	"github.com/skeinmesh/skein/proxy/mtls"
+	"github.com/skeinmesh/skein/proxy/rawtcp"
 	"github.com/skeinmesh/skein/proxy/splice"
 )
 
@@ -206,14 +207,28 @@ func (p *Proxy) opaque(conn net.Conn, dst netip.AddrPort, authority string, snap
 // dial connects to an endpoint: mTLS when it has an identity, plain TCP otherwise. A linked
 // cluster's gateway is then told the service the connection is for.
 func (p *Proxy) dial(ctx context.Context, ep destinations.Endpoint, alpn ...string) (net.Conn, error) {
-	d := &net.Dialer{Timeout: p.ConnectTimeout}
-	if ep.Identity == "" {
-		return d.DialContext(ctx, "tcp", ep.Addr.String())
+	if p.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.ConnectTimeout)
+		defer cancel()
 	}
-	td := &tls.Dialer{NetDialer: d, Config: mtls.Client(p.Certs, p.Roots, ep.Identity, alpn...)}
-	conn, err := td.DialContext(ctx, "tcp", ep.Addr.String())
-	if err != nil || ep.GatewayTarget == "" {
-		return conn, err
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", ep.Addr.String())
+	if err != nil {
+		return nil, err
+	}
+	raw = rawtcp.Wrap(raw)
+	if ep.Identity == "" {
+		return raw, nil
+	}
+	tc := tls.Client(raw, mtls.Client(p.Certs, p.Roots, ep.Identity, alpn...))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	conn := net.Conn(tc)
+	if ep.GatewayTarget == "" {
+		return conn, nil
 	}
 	if err := preamble.Write(conn, ep.GatewayTarget); err != nil {
 		conn.Close()

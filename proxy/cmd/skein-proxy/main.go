@@ -320,7 +320,7 @@ func defaultNodeID() string {
 
 // originalDst is where a redirected connection was going.
 func originalDst(c net.Conn) (netip.AddrPort, error) {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := c.(origdst.Conn)
 	if !ok {
 		return netip.AddrPort{}, fmt.Errorf("not a TCP connection: %T", c)
 	}
