@@ -68,12 +68,14 @@ FUZZ_CERTIFY ?= 2000x
 FUZZ_CLASSIFY ?= 500000x
 FUZZ_OUTBOUND ?= 10000x
 FUZZ_XDS ?= 100000x
+FUZZ_HTTP1 ?= 200000x
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for a few seconds' worth of executions.
 	go test -run='^$$' -fuzz='^FuzzCertify$$' -fuzztime=$(FUZZ_CERTIFY) ./internal/identity/
 	go test -run='^$$' -fuzz='^FuzzClassify$$' -fuzztime=$(FUZZ_CLASSIFY) ./proxy/detect/
 	go test -run='^$$' -fuzz='^FuzzOutbound$$' -fuzztime=$(FUZZ_OUTBOUND) ./proxy/outbound/
 	go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZ_XDS) ./proxy/xdsclient/
+	go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZ_HTTP1) ./proxy/http1/
 
 ##@ Benchmarks
 

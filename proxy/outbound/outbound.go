@@ -27,6 +27,7 @@ import (
 	"github.com/skeinmesh/skein/proxy/forward"
 	"github.com/skeinmesh/skein/proxy/gateway/preamble"
 	"github.com/skeinmesh/skein/proxy/h2peer"
+	"github.com/skeinmesh/skein/proxy/http1"
 	"github.com/skeinmesh/skein/proxy/inbound"
 	"github.com/skeinmesh/skein/proxy/metrics"
 	"github.com/skeinmesh/skein/proxy/mtls"
@@ -67,7 +68,8 @@ type Proxy struct {
 	once       sync.Once
 	h2         *http2.Server
 	base       *http.Server // tracks the HTTP/2 client connections, for Drain
-	http1      map[*http.Server]struct{}
+	h1         *http1.Server
+	http1      map[*http.Server]struct{} // net/http's, serving what h1 does not
 	mu         sync.Mutex
 	transports map[transportKey]http.RoundTripper
 	balancer   balancer
@@ -104,6 +106,7 @@ func (p *Proxy) init() {
 		if p.PeerPingTimeout == 0 {
 			p.PeerPingTimeout = 10 * time.Second
 		}
+		p.h1 = &http1.Server{HeaderTimeout: p.HeaderTimeout, Fallback: p.serveHTTP1, Log: p.Log}
 	})
 }
 
@@ -118,6 +121,7 @@ func (p *Proxy) Serve(lis net.Listener) error {
 // be closed first.
 func (p *Proxy) Drain(ctx context.Context) {
 	p.init()
+	p.h1.Shutdown()
 	p.mu.Lock()
 	servers := []*http.Server{p.base}
 	for s := range p.http1 {
@@ -155,19 +159,25 @@ func (p *Proxy) handle(conn net.Conn) {
 	}
 	switch proto {
 	case detect.HTTP1:
-		srv := &http.Server{Handler: p.Metrics.HTTP(metrics.Outbound, metrics.Labels{}, p.router(dst, "", "")), ReadHeaderTimeout: p.HeaderTimeout, MaxHeaderBytes: maxHeaderBytes}
-		p.mu.Lock()
-		p.http1[srv] = struct{}{}
-		p.mu.Unlock()
-		_ = srv.Serve(&oneConnListener{conn: conn})
-		p.mu.Lock()
-		delete(p.http1, srv)
-		p.mu.Unlock()
+		p.h1.ServeConn(conn, p.Metrics.HTTP(metrics.Outbound, metrics.Labels{}, p.router(dst, "", "")))
 	case detect.HTTP2:
 		p.h2.ServeConn(conn, &http2.ServeConnOpts{BaseConfig: p.base, Handler: p.Metrics.HTTP(metrics.Outbound, metrics.Labels{}, p.router(dst, "", ""))})
 	default:
 		p.opaque(conn, dst, "", snap)
 	}
+}
+
+// serveHTTP1 serves a connection with net/http, from the first request that package http1 does
+// not take on.
+func (p *Proxy) serveHTTP1(conn net.Conn, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: p.HeaderTimeout, MaxHeaderBytes: maxHeaderBytes}
+	p.mu.Lock()
+	p.http1[srv] = struct{}{}
+	p.mu.Unlock()
+	http1.ServeOne(srv, conn)
+	p.mu.Lock()
+	delete(p.http1, srv)
+	p.mu.Unlock()
 }
 
 // ForwardOpaque carries a TCP stream to one endpoint of the service with this authority, as for a
@@ -476,43 +486,4 @@ func (p *Proxy) transport(ep destinations.Endpoint, h2 bool) http.RoundTripper {
 	}
 	p.transports[key] = t
 	return t
-}
-
-// oneConnListener serves one connection to an http.Server.
-type oneConnListener struct {
-	conn net.Conn
-	done bool
-	mu   sync.Mutex
-	wait chan struct{}
-}
-
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	if l.done {
-		l.mu.Unlock()
-		if l.wait == nil {
-			return nil, net.ErrClosed
-		}
-		<-l.wait
-		return nil, net.ErrClosed
-	}
-	l.done = true
-	l.wait = make(chan struct{})
-	l.mu.Unlock()
-	return &notifyConn{Conn: l.conn, closed: l.wait}, nil
-}
-
-func (l *oneConnListener) Close() error   { return nil }
-func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
-
-// notifyConn tells the listener when the served connection closes, so that Serve returns then.
-type notifyConn struct {
-	net.Conn
-	closed chan struct{}
-	once   sync.Once
-}
-
-func (c *notifyConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return c.Conn.Close()
 }

@@ -1,0 +1,234 @@
+package http1
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// request is a request with its URL, made in one allocation.
+type request struct {
+	http.Request
+	url url.URL
+}
+
+// newRequest parses a request header, up to and including its blank line, into a request, or
+// returns nil when this package does not take it on: anything but an HTTP/1.1 request for a path,
+// with a Host and at most a Content-Length body, that is neither an upgrade nor expects 100
+// Continue, and whose every line is well formed. The header is copied into one string, which the
+// method, target, header names and values then share.
+func newRequest(c *serverConn, head []byte) *http.Request {
+	hs := string(head)
+	line, rest, _ := strings.Cut(hs, "\r\n")
+	method, line, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(line, " ")
+	if !ok1 || !ok2 || proto != "HTTP/1.1" || !httpguts.ValidHeaderFieldName(method) || !validTarget(target) {
+		return nil
+	}
+	rq := &request{Request: *c.tmpl}
+	r := &rq.Request
+	r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor = method, target, "HTTP/1.1", 1, 1
+	r.RemoteAddr = c.remote
+	if !parseTarget(target, &rq.url) {
+		return nil
+	}
+	r.URL = &rq.url
+
+	n := strings.Count(rest, "\r\n") - 1 // the header lines, less the blank one
+	r.Header = make(http.Header, n)
+	values := make([]string, n)
+	hosts, lengths := 0, 0
+	contentLength := ""
+	for i := 0; i < n; i++ {
+		line, rest, _ = strings.Cut(rest, "\r\n")
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || !httpguts.ValidHeaderFieldName(name) {
+			return nil // also a folded line, which starts with a space
+		}
+		value = strings.Trim(value, " \t")
+		if !httpguts.ValidHeaderFieldValue(value) {
+			return nil
+		}
+		key := name
+		if !canonical(name) {
+			key = http.CanonicalHeaderKey(name)
+		}
+		switch key {
+		case "Host":
+			hosts++
+			r.Host = value
+			continue // net/http keeps the Host out of the header map too
+		case "Content-Length":
+			lengths++
+			contentLength = value
+		case "Transfer-Encoding", "Expect", "Upgrade":
+			return nil
+		case "Connection":
+			if httpguts.HeaderValuesContainsToken([]string{value}, "upgrade") {
+				return nil
+			}
+			if httpguts.HeaderValuesContainsToken([]string{value}, "close") {
+				r.Close = true
+			}
+		}
+		if vv := r.Header[key]; vv != nil {
+			r.Header[key] = append(vv, value)
+		} else {
+			values[i] = value
+			r.Header[key] = values[i : i+1 : i+1]
+		}
+	}
+	if hosts != 1 || lengths > 1 || !httpguts.ValidHostHeader(r.Host) {
+		return nil
+	}
+	r.Body = http.NoBody
+	if lengths == 1 {
+		n, ok := parseLength(contentLength)
+		if !ok {
+			return nil
+		}
+		r.ContentLength = n
+		if n > 0 {
+			r.Body = &body{c: c, remain: n}
+		}
+	}
+	return r
+}
+
+// validTarget takes a path with an optional query: visible ASCII only.
+func validTarget(t string) bool {
+	if t == "" || t[0] != '/' {
+		return false // absolute-form, authority-form (CONNECT) and * are for net/http
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] <= ' ' || t[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// parseTarget fills in u for a target that validTarget took, as url.ParseRequestURI does; it
+// leaves to that a path with anything but the characters a URL path keeps unescaped.
+func parseTarget(t string, u *url.URL) bool {
+	path, query, hasQuery := strings.Cut(t, "?")
+	for i := 0; i < len(path); i++ {
+		if !plainPath[path[i]] {
+			parsed, err := url.ParseRequestURI(t)
+			if err != nil {
+				return false
+			}
+			*u = *parsed
+			return true
+		}
+	}
+	u.Path, u.RawQuery, u.ForceQuery = path, query, hasQuery && query == ""
+	return true
+}
+
+// plainPath are the bytes that net/url leaves as they are in a path.
+var plainPath = func() (set [256]bool) {
+	for _, c := range "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~$&+,/:;=@" {
+		set[c] = true
+	}
+	return set
+}()
+
+// canonical says whether a valid header name is already in canonical form ("Content-Length").
+func canonical(name string) bool {
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			return false
+		}
+		upper = c == '-'
+	}
+	return true
+}
+
+// parseLength reads a Content-Length: digits only.
+func parseLength(s string) (int64, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(s[i]-'0')
+	}
+	return n, true
+}
+
+var errBodyDone = errors.New("http: invalid Read on closed Body")
+
+// body is a request's body of known length, read from the connection.
+type body struct {
+	c      *serverConn
+	mu     sync.Mutex
+	remain int64
+	done   bool // the handler has returned
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return 0, errBodyDone
+	}
+	if b.remain == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.remain {
+		p = p[:b.remain]
+	}
+	n, err := b.c.br.Read(p)
+	b.remain -= int64(n)
+	switch {
+	case err == io.EOF:
+		return n, io.ErrUnexpectedEOF // the client went before the whole body
+	case err == nil && b.remain == 0:
+		return n, io.EOF
+	}
+	return n, err
+}
+
+// Close leaves the rest to finish, as a server's request body does.
+func (b *body) Close() error { return nil }
+
+// read says whether the body has been read to its end, after which the connection is no longer
+// its to read. A read under way means not yet.
+func (b *body) read() bool {
+	if !b.mu.TryLock() {
+		return false
+	}
+	defer b.mu.Unlock()
+	return b.remain == 0 || b.done
+}
+
+// finish ends the body once the handler has returned, reading what it left, and says whether the
+// connection can go on: not when a read is still under way (a transport still sending the body
+// on), nor when too much is left.
+func (b *body) finish() bool {
+	if !b.mu.TryLock() {
+		return false
+	}
+	defer b.mu.Unlock()
+	b.done = true
+	if b.remain == 0 {
+		return true
+	}
+	if b.remain > maxDiscard {
+		return false
+	}
+	n, err := b.c.br.Discard(int(b.remain))
+	b.remain -= int64(n)
+	return err == nil
+}
