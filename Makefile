@@ -69,6 +69,7 @@ FUZZ_CLASSIFY ?= 500000x
 FUZZ_OUTBOUND ?= 10000x
 FUZZ_XDS ?= 100000x
 FUZZ_HTTP1 ?= 200000x
+FUZZ_APP ?= 100000x
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for a few seconds' worth of executions.
 	go test -run='^$$' -fuzz='^FuzzCertify$$' -fuzztime=$(FUZZ_CERTIFY) ./internal/identity/
@@ -76,6 +77,7 @@ fuzz: ## Run each fuzz target for a few seconds' worth of executions.
 	go test -run='^$$' -fuzz='^FuzzOutbound$$' -fuzztime=$(FUZZ_OUTBOUND) ./proxy/outbound/
 	go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZ_XDS) ./proxy/xdsclient/
 	go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZ_HTTP1) ./proxy/http1/
+	go test -run='^$$' -fuzz='^FuzzLeanResponse$$' -fuzztime=$(FUZZ_APP) ./proxy/inbound/
 
 ##@ Benchmarks
 

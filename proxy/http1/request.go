@@ -39,56 +39,38 @@ func newRequest(c *serverConn, head []byte) *http.Request {
 	}
 	r.URL = &rq.url
 
-	n := strings.Count(rest, "\r\n") - 1 // the header lines, less the blank one
-	r.Header = make(http.Header, n)
-	values := make([]string, n)
 	hosts, lengths := 0, 0
 	contentLength := ""
-	for i := 0; i < n; i++ {
-		line, rest, _ = strings.Cut(rest, "\r\n")
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || !httpguts.ValidHeaderFieldName(name) {
-			return nil // also a folded line, which starts with a space
-		}
-		value = strings.Trim(value, " \t")
-		if !httpguts.ValidHeaderFieldValue(value) {
-			return nil
-		}
-		key := name
-		if !canonical(name) {
-			key = http.CanonicalHeaderKey(name)
-		}
+	r.Header = Fields(rest, func(key, value string) (add, ok bool) {
 		switch key {
 		case "Host":
 			hosts++
 			r.Host = value
-			continue // net/http keeps the Host out of the header map too
+			return false, true // net/http keeps the Host out of the header map too
 		case "Content-Length":
 			lengths++
 			contentLength = value
 		case "Transfer-Encoding", "Expect", "Upgrade":
-			return nil
+			return false, false
 		case "Connection":
 			if httpguts.HeaderValuesContainsToken([]string{value}, "upgrade") {
-				return nil
+				return false, false
 			}
 			if httpguts.HeaderValuesContainsToken([]string{value}, "close") {
 				r.Close = true
 			}
 		}
-		if vv := r.Header[key]; vv != nil {
-			r.Header[key] = append(vv, value)
-		} else {
-			values[i] = value
-			r.Header[key] = values[i : i+1 : i+1]
-		}
+		return true, true
+	})
+	if r.Header == nil {
+		return nil
 	}
 	if hosts != 1 || lengths > 1 || !httpguts.ValidHostHeader(r.Host) {
 		return nil
 	}
 	r.Body = http.NoBody
 	if lengths == 1 {
-		n, ok := parseLength(contentLength)
+		n, ok := ParseLength(contentLength)
 		if !ok {
 			return nil
 		}
@@ -98,6 +80,48 @@ func newRequest(c *serverConn, head []byte) *http.Request {
 		}
 	}
 	return r
+}
+
+// Fields parses a header block: the lines after a message's start line, each "Name: value" and
+// ending in CRLF, the last one blank. It calls keep for each field, its name made canonical and its
+// value trimmed, to say whether the field goes in the header and whether the message is still one
+// to take on. It returns nil for a malformed line (a folded one too) or keep's no. The values share
+// block's memory, and one array for the lists of values.
+func Fields(block string, keep func(key, value string) (add, ok bool)) http.Header {
+	n := strings.Count(block, "\r\n") - 1 // less the blank line
+	if n < 0 {
+		return nil
+	}
+	h := make(http.Header, n)
+	values := make([]string, n)
+	for i := range n {
+		var line string
+		line, block, _ = strings.Cut(block, "\r\n")
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || !httpguts.ValidHeaderFieldName(name) {
+			return nil
+		}
+		value = strings.Trim(value, " \t")
+		if !httpguts.ValidHeaderFieldValue(value) {
+			return nil
+		}
+		key := name
+		if !canonical(name) {
+			key = http.CanonicalHeaderKey(name)
+		}
+		if add, ok := keep(key, value); !ok {
+			return nil
+		} else if !add {
+			continue
+		}
+		if vv := h[key]; vv != nil {
+			h[key] = append(vv, value)
+		} else {
+			values[i] = value
+			h[key] = values[i : i+1 : i+1]
+		}
+	}
+	return h
 }
 
 // validTarget takes a path with an optional query: visible ASCII only.
@@ -152,8 +176,8 @@ func canonical(name string) bool {
 	return true
 }
 
-// parseLength reads a Content-Length: digits only.
-func parseLength(s string) (int64, bool) {
+// ParseLength reads a Content-Length: digits only.
+func ParseLength(s string) (int64, bool) {
 	if s == "" || len(s) > 18 {
 		return 0, false
 	}

@@ -2,6 +2,7 @@ package http1
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -42,7 +43,7 @@ func (w *response) WriteHeader(code int) {
 	w.status, w.wroteHeader = code, true
 	w.bodyless = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
 	if vv := w.header["Content-Length"]; len(vv) == 1 {
-		if n, ok := parseLength(vv[0]); ok {
+		if n, ok := ParseLength(vv[0]); ok {
 			w.contentLength = n
 		}
 	}
@@ -56,7 +57,7 @@ func (w *response) informational(code int) {
 	bw := w.c.bw
 	statusLine(bw, code)
 	for k, vv := range w.header {
-		writeField(bw, k, vv)
+		WriteField(bw, k, vv)
 	}
 	bw.WriteString("\r\n")
 	bw.Flush()
@@ -120,7 +121,7 @@ func (w *response) commit(final bool) {
 		if k == "Trailer" {
 			trailers = true
 		}
-		writeField(bw, k, vv)
+		WriteField(bw, k, vv)
 	}
 	if _, ok := w.header["Date"]; !ok {
 		bw.WriteString("Date: ")
@@ -188,23 +189,19 @@ func (w *response) trailers() {
 		for k := range strings.SplitSeq(v, ",") {
 			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
 			if vv := w.header[k]; len(vv) > 0 {
-				writeField(w.c.bw, k, vv)
+				WriteField(w.c.bw, k, vv)
 			}
 		}
 	}
 	for k, vv := range w.header {
 		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
-			writeField(w.c.bw, http.CanonicalHeaderKey(name), vv)
+			WriteField(w.c.bw, http.CanonicalHeaderKey(name), vv)
 		}
 	}
 }
 
-type stringWriter interface {
-	WriteString(string) (int, error)
-}
-
 // statusLine writes "HTTP/1.1 200 OK".
-func statusLine(bw stringWriter, code int) {
+func statusLine(bw io.StringWriter, code int) {
 	bw.WriteString("HTTP/1.1 ")
 	bw.WriteString(strconv.Itoa(code))
 	bw.WriteString(" ")
@@ -212,10 +209,10 @@ func statusLine(bw stringWriter, code int) {
 	bw.WriteString("\r\n")
 }
 
-// writeField writes a header field's values, each on its line. Names that are not tokens are
+// WriteField writes a header field's values, each on its line. Names that are not tokens are
 // left out and line breaks in values become spaces, as net/http does, so that no value can start
 // a field or a response of its own.
-func writeField(bw stringWriter, k string, vv []string) {
+func WriteField(bw io.StringWriter, k string, vv []string) {
 	if !httpguts.ValidHeaderFieldName(k) {
 		return
 	}

@@ -89,7 +89,7 @@ func (c *appClient) exchange(ac *appConn, req *http.Request) (resp *http.Respons
 		}
 		return nil, answered, err
 	}
-	if err := req.Write(ac.bw); err != nil {
+	if err := writeRequest(ac.bw, req); err != nil {
 		return fail(err)
 	}
 	if err := ac.bw.Flush(); err != nil {
@@ -100,9 +100,10 @@ func (c *appClient) exchange(ac *appConn, req *http.Request) (resp *http.Respons
 			return fail(err)
 		}
 		answered = true
-		resp, err = http.ReadResponse(ac.br, req)
-		if err != nil {
-			return fail(err)
+		if resp = leanResponse(ac.br, req); resp == nil {
+			if resp, err = http.ReadResponse(ac.br, req); err != nil {
+				return fail(err)
+			}
 		}
 		switch {
 		case resp.StatusCode == http.StatusSwitchingProtocols:
