@@ -14,7 +14,6 @@ package h2peer
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -154,8 +153,8 @@ type stream struct {
 	ready      chan struct{}
 	woken      bool
 	stopCancel func() bool
-	// On the server: cancels the request's context.
-	cancel context.CancelFunc
+	// On the server: the request's context.
+	ctx *streamCtx
 }
 
 func (c *conn) newStream(id uint32) *stream {

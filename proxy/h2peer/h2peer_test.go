@@ -481,3 +481,32 @@ func TestCancellationWhileWaitingForTheAnswer(t *testing.T) {
 		}
 	})
 }
+
+func TestAConnectionEndingCancelsItsRequests(t *testing.T) {
+	each(t, func(t *testing.T, p pair) {
+		started, canceled := make(chan struct{}), make(chan error, 1)
+		addr := listen(t, func(nc net.Conn) {
+			p.server(nc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				close(started)
+				<-r.Context().Done()
+				canceled <- r.Context().Err()
+			}))
+		})
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt := p.client(t, nc)
+		go rt.RoundTrip(request(t, http.MethodGet, "http://web/", nil))
+		<-started
+		nc.Close()
+		select {
+		case err := <-canceled:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the handler's context outlived its connection")
+		}
+	})
+}

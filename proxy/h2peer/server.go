@@ -1,7 +1,6 @@
 package h2peer
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/skeinmesh/skein/proxy/http1"
 )
 
 // Server serves HTTP/2 from peer proxies, each request's handler on a goroutine of its own.
@@ -65,9 +66,7 @@ const prefaceTimeout = 10 * time.Second
 // ServeConn serves nc, a connection from a peer that negotiated ALPN, until it ends, and returns
 // once its handlers have returned.
 func (srv *Server) ServeConn(nc net.Conn, h http.Handler) {
-	sc := &serverConn{conn: newConn(nc), srv: srv, h: h}
-	sc.ctx, sc.cancel = context.WithCancel(context.Background())
-	defer sc.cancel()
+	sc := &serverConn{conn: newConn(nc), srv: srv, h: h, remote: nc.RemoteAddr().String()}
 	defer sc.nc.Close()
 	_ = nc.SetReadDeadline(time.Now().Add(prefaceTimeout))
 	preface := make([]byte, len(http2.ClientPreface))
@@ -90,7 +89,11 @@ func (srv *Server) ServeConn(nc net.Conn, h http.Handler) {
 		sc.shutdown()
 	}
 	sc.readLoop(sc)
-	sc.cancel()
+	sc.mu.Lock()
+	for _, s := range sc.streams {
+		s.ctx.cancel() // the connection is gone: so are its requests
+	}
+	sc.mu.Unlock()
 	sc.handlers.Wait()
 	srv.mu.Lock()
 	delete(srv.conns, sc)
@@ -116,8 +119,7 @@ type serverConn struct {
 	*conn
 	srv      *Server
 	h        http.Handler
-	ctx      context.Context
-	cancel   context.CancelFunc
+	remote   string // the peer's address, every request's RemoteAddr
 	handlers sync.WaitGroup
 	// Guarded by conn.mu.
 	maxSeen   uint32
@@ -178,11 +180,10 @@ func (sc *serverConn) headers(f *http2.MetaHeadersFrame) error {
 	s.remoteDone = f.StreamEnded()
 	sc.streams[id] = s
 	sc.active++
-	ctx, cancel := context.WithCancel(sc.ctx)
-	s.cancel = cancel
+	s.ctx = new(streamCtx)
 	sc.mu.Unlock()
 
-	req = req.WithContext(ctx)
+	req = req.WithContext(s.ctx)
 	if f.StreamEnded() {
 		req.Body = http.NoBody
 	} else {
@@ -235,17 +236,20 @@ func (sc *serverConn) request(f *http2.MetaHeadersFrame) (*http.Request, error) 
 	if c := header["Cookie"]; len(c) > 1 {
 		header["Cookie"] = []string{strings.Join(c, "; ")}
 	}
-	var u *url.URL
-	var err error
+	rq := new(struct {
+		http.Request
+		url url.URL
+	}) // one allocation for both
 	if method == http.MethodConnect {
-		u = &url.URL{Host: authority}
+		rq.url = url.URL{Host: authority}
 		path = authority
-	} else if u, err = url.ParseRequestURI(path); err != nil {
+	} else if err := http1.ParseTarget(path, &rq.url); err != nil {
 		return nil, err
 	}
-	req := &http.Request{
-		Method: method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: header,
-		Host: authority, RequestURI: path, RemoteAddr: sc.nc.RemoteAddr().String(),
+	req := &rq.Request
+	*req = http.Request{
+		Method: method, URL: &rq.url, Proto: "HTTP/2.0", ProtoMajor: 2, Header: header,
+		Host: authority, RequestURI: path, RemoteAddr: sc.remote,
 	}
 	if !f.StreamEnded() {
 		req.ContentLength = -1
@@ -292,7 +296,7 @@ func (sc *serverConn) serve(s *stream, req *http.Request) {
 // yet is told, with RST_STREAM NO_ERROR, that no more of it is needed.
 func (sc *serverConn) finish(s *stream) {
 	sc.mu.Lock()
-	s.cancel()
+	s.ctx.cancel()
 	tell := !s.remoteDone && s.reset == nil && sc.err == nil
 	s.resetLocked(errHandlerDone)
 	delete(sc.streams, s.id)
@@ -325,7 +329,7 @@ func (sc *serverConn) over(s *stream) {
 	reset := s.reset != nil
 	sc.mu.Unlock()
 	if reset {
-		s.cancel()
+		s.ctx.cancel()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/url"
 	"reflect"
 	"testing"
 )
@@ -45,6 +46,21 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("read otherwise than net/http:\n%q\nours:   %s %s %#v host %q length %d close %v %v\ntheirs: %s %s %#v host %q length %d close %v %v", head,
 				ours.Method, ours.RequestURI, ours.URL, ours.Host, ours.ContentLength, ours.Close, ours.Header,
 				theirs.Method, theirs.RequestURI, theirs.URL, theirs.Host, theirs.ContentLength, theirs.Close, theirs.Header)
+		}
+	})
+}
+
+// FuzzParseTarget checks ParseTarget against url.ParseRequestURI, whatever the target.
+func FuzzParseTarget(f *testing.F) {
+	for _, seed := range []string{"/", "/a/b?c=d", "/a?", "/a??b", "/%7E", "*", "http://h/p", "/a b", "/a?\x00", "/é?é", "/a#b?c#d"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		var ours url.URL
+		errOurs := ParseTarget(target, &ours)
+		theirs, errTheirs := url.ParseRequestURI(target)
+		if (errOurs == nil) != (errTheirs == nil) || errOurs == nil && !reflect.DeepEqual(&ours, theirs) {
+			t.Fatalf("%q: ours %#v (%v), url's %#v (%v)", target, ours, errOurs, theirs, errTheirs)
 		}
 	})
 }

@@ -34,7 +34,7 @@ func newRequest(c *serverConn, head []byte) *http.Request {
 	r := &rq.Request
 	r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor = method, target, "HTTP/1.1", 1, 1
 	r.RemoteAddr = c.remote
-	if !parseTarget(target, &rq.url) {
+	if ParseTarget(target, &rq.url) != nil {
 		return nil
 	}
 	r.URL = &rq.url
@@ -137,22 +137,28 @@ func validTarget(t string) bool {
 	return true
 }
 
-// parseTarget fills in u for a target that validTarget took, as url.ParseRequestURI does; it
-// leaves to that a path with anything but the characters a URL path keeps unescaped.
-func parseTarget(t string, u *url.URL) bool {
+// ParseTarget is url.ParseRequestURI into u, without its allocations for the plain targets that
+// nearly all are: a path of characters a URL path keeps as they are, with a query of visible ASCII.
+// h2peer reads a request's :path with it too.
+func ParseTarget(t string, u *url.URL) error {
 	path, query, hasQuery := strings.Cut(t, "?")
-	for i := 0; i < len(path); i++ {
-		if !plainPath[path[i]] {
-			parsed, err := url.ParseRequestURI(t)
-			if err != nil {
-				return false
-			}
-			*u = *parsed
-			return true
-		}
+	plain := path != "" && path[0] == '/'
+	for i := 0; plain && i < len(path); i++ {
+		plain = plainPath[path[i]]
 	}
-	u.Path, u.RawQuery, u.ForceQuery = path, query, hasQuery && query == ""
-	return true
+	for i := 0; plain && i < len(query); i++ {
+		plain = query[i] > ' ' && query[i] < 0x7f
+	}
+	if !plain {
+		parsed, err := url.ParseRequestURI(t)
+		if err != nil {
+			return err
+		}
+		*u = *parsed
+		return nil
+	}
+	*u = url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}
+	return nil
 }
 
 // plainPath are the bytes that net/url leaves as they are in a path.

@@ -81,7 +81,7 @@ func (c *appClient) RoundTrip(req *http.Request) (*http.Response, error) {
 func (c *appClient) exchange(ac *appConn, req *http.Request) (resp *http.Response, answered bool, err error) {
 	// Cancelling the request (the client went away, or gave up) interrupts whatever the connection
 	// is blocked on, until the body is done with.
-	stop := context.AfterFunc(req.Context(), func() { ac.SetDeadline(time.Unix(1, 0)) })
+	stop := afterFunc(req.Context(), func() { ac.SetDeadline(time.Unix(1, 0)) })
 	fail := func(err error) (*http.Response, bool, error) {
 		stop()
 		if ctxErr := req.Context().Err(); ctxErr != nil {
@@ -120,6 +120,15 @@ func (c *appClient) exchange(ac *appConn, req *http.Request) (resp *http.Respons
 		return resp, true, nil
 	}
 	return fail(fmt.Errorf("more than %d informational answers", maxInformational))
+}
+
+// afterFunc is context.AfterFunc, by way of the context's own AfterFunc when it has one: an
+// h2peer request's has, which spares the context and the map that context.AfterFunc would make.
+func afterFunc(ctx context.Context, f func()) (stop func() bool) {
+	if a, ok := ctx.(interface{ AfterFunc(func()) func() bool }); ok {
+		return a.AfterFunc(f)
+	}
+	return context.AfterFunc(ctx, f)
 }
 
 // release puts the connection back in the pool when its exchange ended cleanly, else closes it.
