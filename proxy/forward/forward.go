@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"sync"
 
@@ -35,10 +36,14 @@ func Takes(r *http.Request) bool {
 // header of its own, less hop-by-hop headers. "Te: trailers" is kept, as it says the client takes
 // trailers.
 func Request(r *http.Request) *http.Request {
-	out := new(http.Request)
+	both := new(struct {
+		http.Request
+		url url.URL
+	}) // one allocation
+	out := &both.Request
 	*out = *r
-	u := *r.URL
-	out.URL = &u
+	both.url = *r.URL
+	out.URL = &both.url
 	h := make(http.Header, len(r.Header)+1)
 	for k, vv := range r.Header {
 		h[k] = vv // values are replaced, never changed in place, so they may be shared

@@ -325,7 +325,7 @@ func (s *stream) response(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	res := &http.Response{
-		StatusCode: status, Status: strconv.Itoa(status) + " " + http.StatusText(status),
+		StatusCode: status, Status: statusText(status),
 		Proto: "HTTP/2.0", ProtoMajor: 2,
 		Header: fieldsHeader(f), ContentLength: -1,
 	}
@@ -502,3 +502,13 @@ func (b *body) Close() error {
 	s.discard()
 	return nil
 }
+
+// statusTexts are the Status of each code, "200 OK", made once rather than per response.
+var statusTexts = func() (texts [1000]string) {
+	for code := 100; code < len(texts); code++ {
+		texts[code] = strconv.Itoa(code) + " " + http.StatusText(code)
+	}
+	return texts
+}()
+
+func statusText(code int) string { return statusTexts[code] }

@@ -18,6 +18,7 @@ type streamCtx struct {
 	done   chan struct{} // made when asked for
 	err    error
 	afters []afterFunc
+	first  [1]afterFunc // afters' room for the first, which is most often the only one
 	nextID int
 }
 
@@ -57,6 +58,9 @@ func (c *streamCtx) AfterFunc(f func()) (stop func() bool) {
 	}
 	c.nextID++
 	id := c.nextID
+	if c.afters == nil {
+		c.afters = c.first[:0]
+	}
 	c.afters = append(c.afters, afterFunc{id: id, f: f})
 	return func() bool {
 		c.mu.Lock()

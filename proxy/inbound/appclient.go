@@ -116,7 +116,7 @@ func (c *appClient) exchange(ac *appConn, req *http.Request) (resp *http.Respons
 			c.release(ac, stop, reusable)
 			return resp, true, nil
 		}
-		resp.Body = &appBody{ReadCloser: resp.Body, done: func(ok bool) { c.release(ac, stop, ok && reusable) }}
+		resp.Body = &appBody{ReadCloser: resp.Body, c: c, ac: ac, stop: stop, reusable: reusable}
 		return resp, true, nil
 	}
 	return fail(fmt.Errorf("more than %d informational answers", maxInformational))
@@ -202,18 +202,21 @@ func (c *appClient) CloseIdle() {
 	}
 }
 
-// appBody tells, once, whether the body was read to its end (the connection can be used again) or
-// closed or failed before it (the connection cannot).
+// appBody releases the connection, once, when the body was read to its end (it can be used
+// again if reusable), or closes it when the body was closed or failed before.
 type appBody struct {
 	io.ReadCloser
-	done func(ok bool)
-	once sync.Once
+	c        *appClient
+	ac       *appConn
+	stop     func() bool
+	reusable bool
+	once     sync.Once
 }
 
 func (b *appBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil {
-		b.once.Do(func() { b.done(err == io.EOF) })
+		b.once.Do(func() { b.c.release(b.ac, b.stop, err == io.EOF && b.reusable) })
 	}
 	return n, err
 }
@@ -221,6 +224,6 @@ func (b *appBody) Read(p []byte) (int, error) {
 func (b *appBody) Close() error {
 	// Before its end, the rest of the body is not worth reading: the connection goes, which also
 	// ends the Close below at once.
-	b.once.Do(func() { b.done(false) })
+	b.once.Do(func() { b.c.release(b.ac, b.stop, false) })
 	return b.ReadCloser.Close()
 }

@@ -33,7 +33,7 @@ const (
 	serverID = "spiffe://cluster.local/ns/shop/sa/server"
 )
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func pairOpts(t *testing.T, app netip.AddrPort, opts func(*outbound.Proxy)) (out
 	return out, in
 }
 
-func pairFull(t *testing.T, app netip.AddrPort, opts func(*outbound.Proxy)) (outboundAddr string, inboundAddr netip.AddrPort, reg *prometheus.Registry) {
+func pairFull(t testing.TB, app netip.AddrPort, opts func(*outbound.Proxy), alpn ...string) (outboundAddr string, inboundAddr netip.AddrPort, reg *prometheus.Registry) {
 	reg = prometheus.NewRegistry()
 	m := metrics.New(reg, 100)
 	pki := testpki.New(t)
@@ -70,7 +70,7 @@ func pairFull(t *testing.T, app netip.AddrPort, opts func(*outbound.Proxy)) (out
 
 	inLis := listen(t)
 	in := &inbound.Proxy{
-		TLS:         mtls.Server(func() *tls.Certificate { return serverCert }, pki.Roots, mtls.ProtoHTTP2, mtls.ProtoOpaque),
+		TLS:         mtls.Server(func() *tls.Certificate { return serverCert }, pki.Roots, append(alpn, mtls.ProtoHTTP2, mtls.ProtoOpaque)...),
 		OriginalDst: func(net.Conn) (netip.AddrPort, error) { return app, nil },
 		Port:        4143, AppHost: "127.0.0.1", Log: log, Metrics: m,
 	}
