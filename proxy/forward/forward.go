@@ -19,11 +19,15 @@ import (
 	"github.com/skeinmesh/skein/proxy/bufpool"
 )
 
-// hopHeaders are the connection's, not the message's: a proxy removes them, and those that the
-// Connection header names.
-var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+// isHop says whether a header is the connection's, not the message's: a proxy removes these, and
+// those that the Connection header names.
+func isHop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
 }
 
 // Takes says whether r is a request Forward passes on: not an upgrade (a WebSocket, say), which
@@ -46,9 +50,11 @@ func Request(r *http.Request) *http.Request {
 	out.URL = &both.url
 	h := make(http.Header, len(r.Header)+1)
 	for k, vv := range r.Header {
-		h[k] = vv // values are replaced, never changed in place, so they may be shared
+		if !isHop(k) {
+			h[k] = vv // values are replaced, never changed in place, so they may be shared
+		}
 	}
-	removeHopHeaders(h)
+	removeNamedHopHeaders(h, r.Header["Connection"])
 	if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
 		h["Te"] = []string{"trailers"}
 	}
@@ -64,18 +70,31 @@ func Request(r *http.Request) *http.Request {
 	return out
 }
 
+// removeHopHeaders removes the hop-by-hop headers from h, in one pass over it.
 func removeHopHeaders(h http.Header) {
-	for _, v := range h["Connection"] {
+	connection := h["Connection"]
+	for k := range h {
+		if isHop(k) {
+			delete(h, k)
+		}
+	}
+	removeNamedHopHeaders(h, connection)
+}
+
+// removeNamedHopHeaders removes from h the headers that the Connection header names.
+func removeNamedHopHeaders(h http.Header, connection []string) {
+	for _, v := range connection {
 		for f := range strings.SplitSeq(v, ",") {
 			if f = textproto.TrimString(f); f != "" {
 				delete(h, http.CanonicalHeaderKey(f))
 			}
 		}
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
 }
+
+// headerSetter is a ResponseWriter whose header can be replaced whole: the writers of packages
+// http1 and h2peer, and the metrics' wrapper of them.
+type headerSetter interface{ SetHeader(http.Header) }
 
 // buffers are shared by every response body copied.
 var buffers = &bufpool.Pool{}
@@ -87,10 +106,15 @@ var buffers = &bufpool.Pool{}
 func Response(w http.ResponseWriter, res *http.Response) error {
 	defer res.Body.Close()
 	removeHopHeaders(res.Header)
-	h := w.Header()
-	for k, vv := range res.Header {
-		h[k] = vv
+	if hs, ok := w.(headerSetter); ok && len(w.Header()) == 0 {
+		hs.SetHeader(res.Header) // res is done with: its header becomes the response's
+	} else {
+		h := w.Header()
+		for k, vv := range res.Header {
+			h[k] = vv
+		}
 	}
+	h := w.Header()
 	announced := len(res.Trailer)
 	if announced > 0 {
 		keys := make([]string, 0, announced)

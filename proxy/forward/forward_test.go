@@ -150,3 +150,45 @@ func TestUpgradesAreLeftToTheReverseProxy(t *testing.T) {
 		}
 	}
 }
+
+// settingRecorder is a ResponseWriter whose header Response may replace whole.
+type settingRecorder struct {
+	*httptest.ResponseRecorder
+	set http.Header
+}
+
+func (r *settingRecorder) Header() http.Header {
+	if r.set != nil {
+		return r.set
+	}
+	return r.ResponseRecorder.Header()
+}
+
+func (r *settingRecorder) SetHeader(h http.Header) { r.set = h }
+
+// A writer that can take the response's header whole gets it, less hop-by-hop headers, with the
+// trailers announced; one whose header is already set gets the fields added to it.
+func TestResponseHandsItsHeaderOverWhenItCan(t *testing.T) {
+	for _, preset := range []bool{false, true} {
+		res := &http.Response{StatusCode: http.StatusOK, ContentLength: 2, Body: io.NopCloser(strings.NewReader("ok")),
+			Header:  http.Header{"X-App": {"a"}, "Connection": {"X-Hop"}, "X-Hop": {"h"}, "Keep-Alive": {"timeout=5"}},
+			Trailer: http.Header{"X-Sum": nil}}
+		w := &settingRecorder{ResponseRecorder: httptest.NewRecorder()}
+		if preset {
+			w.Header().Set("X-Preset", "p")
+		}
+		if err := Response(w, res); err != nil {
+			t.Fatal(err)
+		}
+		h := w.Header()
+		if preset != (w.set == nil) {
+			t.Errorf("preset %v: header replaced %v", preset, w.set != nil)
+		}
+		if h.Get("X-App") != "a" || h.Get("Trailer") != "X-Sum" || h.Get("X-Hop") != "" || h.Get("Connection") != "" || h.Get("Keep-Alive") != "" {
+			t.Errorf("preset %v: header %v", preset, h)
+		}
+		if preset && h.Get("X-Preset") != "p" {
+			t.Errorf("the header set before was lost: %v", h)
+		}
+	}
+}

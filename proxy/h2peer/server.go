@@ -379,6 +379,9 @@ type responseWriter struct {
 
 func (w *responseWriter) Header() http.Header { return w.header }
 
+// SetHeader replaces the header, which package forward does rather than copy a response's into it.
+func (w *responseWriter) SetHeader(h http.Header) { w.header = h }
+
 func (w *responseWriter) WriteHeader(code int) {
 	if w.status != 0 {
 		return

@@ -32,6 +32,9 @@ type response struct {
 
 func (w *response) Header() http.Header { return w.header }
 
+// SetHeader replaces the header, which package forward does rather than copy a response's into it.
+func (w *response) SetHeader(h http.Header) { w.header = h }
+
 func (w *response) WriteHeader(code int) {
 	if w.wroteHeader || w.done {
 		return

@@ -39,6 +39,8 @@ type Server struct {
 	Fallback func(conn net.Conn, h http.Handler)
 	// Log reports handlers' panics.
 	Log *slog.Logger
+	// ConnContext, when set, makes the context of a connection, every request's, from a fresh one.
+	ConnContext func(context.Context) context.Context
 
 	mu       sync.Mutex
 	draining bool
@@ -70,7 +72,11 @@ func (s *Server) ServeConn(conn net.Conn, h http.Handler) {
 	c.br = bufio.NewReaderSize(c, bufSize)
 	// A request's context is its connection's: HTTP/1 has one request at a time, and the
 	// connection's end is the client's only way to give up on one.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := context.Background()
+	if s.ConnContext != nil {
+		ctx = s.ConnContext(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c.tmpl, c.cancel = new(http.Request).WithContext(ctx), cancel
 	for {

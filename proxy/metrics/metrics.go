@@ -168,8 +168,20 @@ type labelsKey struct{}
 // LabelsFrom returns the labels of the request whose context ctx is, for the router to fill in; nil
 // outside a handler wrapped by HTTP for the Outbound or Gateway direction.
 func LabelsFrom(ctx context.Context) *Labels {
-	l, _ := ctx.Value(labelsKey{}).(*Labels)
+	if l, ok := ctx.Value(labelsKey{}).(*Labels); ok {
+		return l
+	}
+	l, _ := ctx.Value(serialLabelsKey{}).(*Labels)
 	return l
+}
+
+type serialLabelsKey struct{}
+
+// WithSerialLabels gives a connection whose requests come one at a time (HTTP/1's) the labels of
+// its requests, in its context: HTTP then fills them in afresh for each request, rather than give
+// every request a context and a copy of itself to carry labels of its own.
+func WithSerialLabels(ctx context.Context) context.Context {
+	return context.WithValue(ctx, serialLabelsKey{}, new(Labels))
 }
 
 // ServiceName turns an authority of the mesh ("web.shop.svc.cluster.local:80") into the Service's
@@ -189,15 +201,23 @@ func ServiceName(authority string) string {
 // the handler leaves them.
 func (p *Proxy) HTTP(direction string, base Labels, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		labels := base
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		start := time.Now()
+		// The outbound router (in a gateway too) fills labels in; the inbound side knows them all
+		// from its connection, and spares every request a copy made to carry them.
+		var slot *Labels
 		if direction != Inbound {
-			// The outbound router (in a gateway too) fills labels in; the inbound side knows them
-			// all from its connection, and spares every request a copy made to carry them.
-			r = r.WithContext(context.WithValue(r.Context(), labelsKey{}, &labels))
+			if slot, _ = r.Context().Value(serialLabelsKey{}).(*Labels); slot == nil {
+				slot = new(Labels)
+				r = r.WithContext(context.WithValue(r.Context(), labelsKey{}, slot))
+			}
+			*slot = base
 		}
 		next.ServeHTTP(rec, r)
+		labels := base
+		if slot != nil {
+			labels = *slot
+		}
 		m := p.seriesFor(seriesKey{direction: direction, authority: p.authorities.value(r.Host), tls: labels.TLS, dstService: labels.DstService,
 			dstBackend: labels.DstBackend, route: labels.Route, serverID: p.serverIDs.value(labels.ServerID),
 			clientID: p.clientIDs.value(labels.ClientID), status: rec.status})
@@ -288,6 +308,19 @@ func (s *statusRecorder) elapsed(start time.Time) time.Duration {
 func (s *statusRecorder) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
+	}
+}
+
+// SetHeader replaces the header of a writer that can (see forward.Response), and copies h into it
+// otherwise.
+func (s *statusRecorder) SetHeader(h http.Header) {
+	if hs, ok := s.ResponseWriter.(interface{ SetHeader(http.Header) }); ok {
+		hs.SetHeader(h)
+		return
+	}
+	dst := s.ResponseWriter.Header()
+	for k, vv := range h {
+		dst[k] = vv
 	}
 }
 

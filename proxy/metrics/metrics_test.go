@@ -67,3 +67,26 @@ func TestServiceName(t *testing.T) {
 		}
 	}
 }
+
+// On a connection with serial labels, each request starts from the base labels: what the router
+// filled in for one request is not counted for the next.
+func TestSerialLabelsStartAfreshForEachRequest(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, 10)
+	h := m.HTTP(Outbound, Labels{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/routed" {
+			LabelsFrom(r.Context()).DstService = "web.shop"
+		}
+	}))
+	ctx := WithSerialLabels(t.Context())
+	for _, path := range []string{"/routed", "/unrouted"} {
+		r := httptest.NewRequest("GET", path, nil).WithContext(ctx)
+		r.Host = "web:80"
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	routed := []string{Outbound, "web:80", "false", "web.shop", "", "", "", ""}
+	unrouted := []string{Outbound, "web:80", "false", "", "", "", "", ""}
+	if a, b := testutil.ToFloat64(m.requests.WithLabelValues(routed...)), testutil.ToFloat64(m.requests.WithLabelValues(unrouted...)); a != 1 || b != 1 {
+		t.Errorf("routed %v, unrouted %v; want one each", a, b)
+	}
+}

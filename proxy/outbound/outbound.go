@@ -106,7 +106,7 @@ func (p *Proxy) init() {
 		if p.PeerPingTimeout == 0 {
 			p.PeerPingTimeout = 10 * time.Second
 		}
-		p.h1 = &http1.Server{HeaderTimeout: p.HeaderTimeout, Fallback: p.serveHTTP1, Log: p.Log}
+		p.h1 = &http1.Server{HeaderTimeout: p.HeaderTimeout, Fallback: p.serveHTTP1, Log: p.Log, ConnContext: metrics.WithSerialLabels}
 	})
 }
 
