@@ -6,6 +6,7 @@
 package forward
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -36,9 +37,19 @@ func Takes(r *http.Request) bool {
 	return r.Header.Get("Upgrade") == "" && !httpguts.HeaderValuesContainsToken(r.Header["Connection"], "Upgrade")
 }
 
+type ownedHeadersKey struct{}
+
+// WithOwnedHeaders marks ctx, a connection's, as one whose requests' headers are the handler's to
+// change: the server that made them reads them no more once the handler has them. Request then
+// edits such a header in place rather than copy it. The servers of packages http1 and h2peer can
+// say so; net/http's cannot (it reads a request's Connection and Expect while the handler runs).
+func WithOwnedHeaders(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ownedHeadersKey{}, true)
+}
+
 // Request is the request to send on for r, which stays as it was: r's fields, with a URL and a
-// header of its own, less hop-by-hop headers. "Te: trailers" is kept, as it says the client takes
-// trailers.
+// header of its own, less hop-by-hop headers; the header is r's own, edited, when r's context says
+// it may be (WithOwnedHeaders). "Te: trailers" is kept, as it says the client takes trailers.
 func Request(r *http.Request) *http.Request {
 	both := new(struct {
 		http.Request
@@ -48,14 +59,21 @@ func Request(r *http.Request) *http.Request {
 	*out = *r
 	both.url = *r.URL
 	out.URL = &both.url
-	h := make(http.Header, len(r.Header)+1)
-	for k, vv := range r.Header {
-		if !isHop(k) {
-			h[k] = vv // values are replaced, never changed in place, so they may be shared
+	trailers := httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers")
+	var h http.Header
+	if owned, _ := r.Context().Value(ownedHeadersKey{}).(bool); owned {
+		h = r.Header
+		removeHopHeaders(h)
+	} else {
+		h = make(http.Header, len(r.Header)+1)
+		for k, vv := range r.Header {
+			if !isHop(k) {
+				h[k] = vv // values are replaced, never changed in place, so they may be shared
+			}
 		}
+		removeNamedHopHeaders(h, r.Header["Connection"])
 	}
-	removeNamedHopHeaders(h, r.Header["Connection"])
-	if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
+	if trailers {
 		h["Te"] = []string{"trailers"}
 	}
 	if _, ok := h["User-Agent"]; !ok {

@@ -192,3 +192,21 @@ func TestResponseHandsItsHeaderOverWhenItCan(t *testing.T) {
 		}
 	}
 }
+
+// A request whose server gave up its header has it edited in place; any other keeps its own.
+func TestRequestEditsAnOwnedHeaderInPlace(t *testing.T) {
+	for _, owned := range []bool{false, true} {
+		in := httptest.NewRequest("GET", "http://web/", nil)
+		in.Header = http.Header{"X-App": {"a"}, "Connection": {"X-Hop"}, "X-Hop": {"h"}, "Te": {"trailers"}, "User-Agent": {"u"}}
+		if owned {
+			in = in.WithContext(WithOwnedHeaders(in.Context()))
+		}
+		out := Request(in)
+		if got := out.Header; got.Get("X-App") != "a" || got.Get("X-Hop") != "" || got.Get("Connection") != "" || got.Get("Te") != "trailers" {
+			t.Errorf("owned %v: sent header %v", owned, got)
+		}
+		if edited := in.Header.Get("X-Hop") == ""; edited != owned {
+			t.Errorf("owned %v: the served request's header was edited: %v (now %v)", owned, edited, in.Header)
+		}
+	}
+}

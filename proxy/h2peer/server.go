@@ -1,6 +1,7 @@
 package h2peer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,9 @@ import (
 type Server struct {
 	// Log, when set, takes the panics of handlers (other than http.ErrAbortHandler).
 	Log *slog.Logger
+	// ConnContext, when set, gives a connection's requests the values of the context it makes
+	// from a fresh one.
+	ConnContext func(context.Context) context.Context
 
 	mu       sync.Mutex
 	conns    map[*serverConn]struct{}
@@ -66,7 +70,10 @@ const prefaceTimeout = 10 * time.Second
 // ServeConn serves nc, a connection from a peer that negotiated ALPN, until it ends, and returns
 // once its handlers have returned.
 func (srv *Server) ServeConn(nc net.Conn, h http.Handler) {
-	sc := &serverConn{conn: newConn(nc), srv: srv, h: h, remote: nc.RemoteAddr().String()}
+	sc := &serverConn{conn: newConn(nc), srv: srv, h: h, remote: nc.RemoteAddr().String(), values: context.Background()}
+	if srv.ConnContext != nil {
+		sc.values = srv.ConnContext(sc.values)
+	}
 	defer sc.nc.Close()
 	_ = nc.SetReadDeadline(time.Now().Add(prefaceTimeout))
 	preface := make([]byte, len(http2.ClientPreface))
@@ -119,7 +126,8 @@ type serverConn struct {
 	*conn
 	srv      *Server
 	h        http.Handler
-	remote   string // the peer's address, every request's RemoteAddr
+	remote   string          // the peer's address, every request's RemoteAddr
+	values   context.Context // the values of every request's context
 	handlers sync.WaitGroup
 	// Guarded by conn.mu.
 	maxSeen   uint32
@@ -180,7 +188,7 @@ func (sc *serverConn) headers(f *http2.MetaHeadersFrame) error {
 	s.remoteDone = f.StreamEnded()
 	sc.streams[id] = s
 	sc.active++
-	s.ctx = new(streamCtx)
+	s.ctx = &streamCtx{values: sc.values}
 	sc.mu.Unlock()
 
 	req = req.WithContext(s.ctx)

@@ -14,6 +14,7 @@ import (
 // a map of its children. This one keeps its AfterFunc functions in a slice, and context.AfterFunc
 // uses its AfterFunc method.
 type streamCtx struct {
+	values context.Context // the connection's, for Value; never done
 	mu     sync.Mutex
 	done   chan struct{} // made when asked for
 	err    error
@@ -28,7 +29,12 @@ type afterFunc struct {
 }
 
 func (c *streamCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c *streamCtx) Value(any) any               { return nil }
+func (c *streamCtx) Value(key any) any {
+	if c.values == nil {
+		return nil
+	}
+	return c.values.Value(key)
+}
 
 func (c *streamCtx) Err() error {
 	c.mu.Lock()

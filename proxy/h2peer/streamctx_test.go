@@ -64,3 +64,14 @@ func TestStreamContextIsDoneOnceCancelled(t *testing.T) {
 		t.Fatal("Done asked for after cancel is not closed")
 	}
 }
+
+func TestStreamContextHasItsConnectionsValues(t *testing.T) {
+	type key struct{}
+	c := &streamCtx{values: context.WithValue(context.Background(), key{}, "conn")}
+	if v := c.Value(key{}); v != "conn" {
+		t.Fatalf("Value = %v, want the connection's", v)
+	}
+	if v := new(streamCtx).Value(key{}); v != nil {
+		t.Fatalf("Value without connection values = %v", v)
+	}
+}

@@ -70,6 +70,7 @@ func (p *Proxy) init() {
 			return d.DialContext(ctx, network, addr)
 		}}
 		p.peers.Log = p.Log
+		p.peers.ConnContext = forward.WithOwnedHeaders
 		if p.HandshakeTimeout == 0 {
 			p.HandshakeTimeout = 10 * time.Second
 		}

@@ -106,7 +106,9 @@ func (p *Proxy) init() {
 		if p.PeerPingTimeout == 0 {
 			p.PeerPingTimeout = 10 * time.Second
 		}
-		p.h1 = &http1.Server{HeaderTimeout: p.HeaderTimeout, Fallback: p.serveHTTP1, Log: p.Log, ConnContext: metrics.WithSerialLabels}
+		p.h1 = &http1.Server{HeaderTimeout: p.HeaderTimeout, Fallback: p.serveHTTP1, Log: p.Log, ConnContext: func(ctx context.Context) context.Context {
+			return forward.WithOwnedHeaders(metrics.WithSerialLabels(ctx))
+		}}
 	})
 }
 
