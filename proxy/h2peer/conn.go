@@ -64,6 +64,7 @@ type conn struct {
 	nc       *coalesce.Conn
 	br       *bufio.Reader
 	fr       *http2.Framer // read only by the reader goroutine; written under wmu
+	hb       *headerBlock  // the reader's decoder of header blocks
 	lastRead atomic.Int64  // unix nanoseconds of the last frame read
 
 	wmu  sync.Mutex
@@ -110,8 +111,7 @@ func newConn(raw net.Conn) *conn {
 	}
 	c.br = bufio.NewReaderSize(nc, 32<<10)
 	c.fr = http2.NewFramer(queueWriter{nc}, c.br)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = maxHeaderList
+	c.hb = newHeaderBlock()
 	c.enc = hpack.NewEncoder(hbufWriter{c})
 	c.lastRead.Store(time.Now().UnixNano())
 	return c
@@ -458,8 +458,17 @@ func (c *conn) streamError(h frameHandler, id uint32, code http2.ErrCode, err er
 
 func (c *conn) dispatch(h frameHandler, f http2.Frame) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
-		return h.headers(f)
+	case *http2.HeadersFrame:
+		mh, err := c.hb.read(c.fr, f)
+		var se http2.StreamError
+		if errors.As(err, &se) {
+			c.streamError(h, se.StreamID, se.Code, err)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return h.headers(mh)
 	case *http2.DataFrame:
 		return c.data(h, f)
 	case *http2.WindowUpdateFrame:
