@@ -187,6 +187,8 @@ func report(paths []*path, o options) {
 		{hi + " achieved (RPS)", func(s sample) float64 { return s.high.QPS }, "%.0f"},
 		{fmt.Sprintf("max RPS (%d conns)", o.maxConns), func(s sample) float64 { return s.max.QPS }, "%.0f"},
 		{"max RPS p50 (ms)", func(s sample) float64 { return s.max.Millis["p50"] }, "%.3f"},
+		{"max RPS p99 (ms)", func(s sample) float64 { return s.max.Millis["p99"] }, "%.3f"},
+		{"max RPS p99.9 (ms)", func(s sample) float64 { return s.max.Millis["p99.9"] }, "%.3f"},
 		{"CPU m per 1000 RPS, both", func(s sample) float64 { return s.cpuPerKRPS(-1) }, "%.0f"},
 		{"  client-side proxy", func(s sample) float64 { return s.cpuPerKRPS(0) }, "%.0f"},
 		{"  server-side proxy", func(s sample) float64 { return s.cpuPerKRPS(1) }, "%.0f"},
