@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/skeinmesh/skein/proxy/http1"
 )
 
 // ClientConn is one connection to a peer proxy, on which requests are multiplexed.
@@ -325,7 +327,7 @@ func (s *stream) response(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	res := &http.Response{
-		StatusCode: status, Status: statusText(status),
+		StatusCode: status, Status: http1.Status(status),
 		Proto: "HTTP/2.0", ProtoMajor: 2,
 		Header: fieldsHeader(f), ContentLength: -1,
 	}
@@ -502,13 +504,3 @@ func (b *body) Close() error {
 	s.discard()
 	return nil
 }
-
-// statusTexts are the Status of each code, "200 OK", made once rather than per response.
-var statusTexts = func() (texts [1000]string) {
-	for code := 100; code < len(texts); code++ {
-		texts[code] = strconv.Itoa(code) + " " + http.StatusText(code)
-	}
-	return texts
-}()
-
-func statusText(code int) string { return statusTexts[code] }

@@ -206,10 +206,25 @@ func (w *response) trailers() {
 // statusLine writes "HTTP/1.1 200 OK".
 func statusLine(bw io.StringWriter, code int) {
 	bw.WriteString("HTTP/1.1 ")
-	bw.WriteString(strconv.Itoa(code))
-	bw.WriteString(" ")
-	bw.WriteString(http.StatusText(code))
+	bw.WriteString(Status(code))
 	bw.WriteString("\r\n")
+}
+
+// statuses are the Status of each code, "200 OK", made once rather than per response.
+var statuses = func() (texts [1000]string) {
+	for code := 100; code < len(texts); code++ {
+		texts[code] = strconv.Itoa(code) + " " + http.StatusText(code)
+	}
+	return texts
+}()
+
+// Status is a response's status as net/http's Response.Status has it: "200 OK". h2peer's
+// responses take theirs from it too.
+func Status(code int) string {
+	if code >= 100 && code < len(statuses) {
+		return statuses[code]
+	}
+	return strconv.Itoa(code) + " " + http.StatusText(code)
 }
 
 // WriteField writes a header field's values, each on its line. Names that are not tokens are
