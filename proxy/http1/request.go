@@ -1,6 +1,7 @@
 package http1
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net/http"
@@ -76,7 +77,7 @@ func newRequest(c *serverConn, head []byte) *http.Request {
 		}
 		r.ContentLength = n
 		if n > 0 {
-			r.Body = &body{c: c, remain: n}
+			r.Body = &body{LengthBody: LengthBody{br: c.br, remain: n}}
 		}
 	}
 	return r
@@ -199,12 +200,44 @@ func ParseLength(s string) (int64, bool) {
 
 var errBodyDone = errors.New("http: invalid Read on closed Body")
 
-// body is a request's body of known length, read from the connection.
-type body struct {
-	c      *serverConn
-	mu     sync.Mutex
+// LengthBody is a body of known length read from a buffered connection: a request's here, a
+// response's in the inbound proxy's application client.
+type LengthBody struct {
+	br     *bufio.Reader
 	remain int64
-	done   bool // the handler has returned
+}
+
+// NewLengthBody reads the next n bytes of br.
+func NewLengthBody(br *bufio.Reader, n int64) *LengthBody { return &LengthBody{br: br, remain: n} }
+
+// Read reads the body, with io.EOF alongside its last bytes, and io.ErrUnexpectedEOF when the
+// connection ends before them.
+func (b *LengthBody) Read(p []byte) (int, error) {
+	if b.remain == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.remain {
+		p = p[:b.remain]
+	}
+	n, err := b.br.Read(p)
+	b.remain -= int64(n)
+	switch {
+	case err == io.EOF:
+		return n, io.ErrUnexpectedEOF
+	case err == nil && b.remain == 0:
+		return n, io.EOF
+	}
+	return n, err
+}
+
+// Close leaves the rest unread: the caller decides what becomes of the connection.
+func (b *LengthBody) Close() error { return nil }
+
+// body is a request's body, which its handler may read only until it returns.
+type body struct {
+	LengthBody
+	mu   sync.Mutex
+	done bool // the handler has returned
 }
 
 func (b *body) Read(p []byte) (int, error) {
@@ -213,25 +246,8 @@ func (b *body) Read(p []byte) (int, error) {
 	if b.done {
 		return 0, errBodyDone
 	}
-	if b.remain == 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > b.remain {
-		p = p[:b.remain]
-	}
-	n, err := b.c.br.Read(p)
-	b.remain -= int64(n)
-	switch {
-	case err == io.EOF:
-		return n, io.ErrUnexpectedEOF // the client went before the whole body
-	case err == nil && b.remain == 0:
-		return n, io.EOF
-	}
-	return n, err
+	return b.LengthBody.Read(p)
 }
-
-// Close leaves the rest to finish, as a server's request body does.
-func (b *body) Close() error { return nil }
 
 // read says whether the body has been read to its end, after which the connection is no longer
 // its to read. A read under way means not yet.
@@ -258,7 +274,7 @@ func (b *body) finish() bool {
 	if b.remain > maxDiscard {
 		return false
 	}
-	n, err := b.c.br.Discard(int(b.remain))
+	n, err := b.br.Discard(int(b.remain))
 	b.remain -= int64(n)
 	return err == nil
 }

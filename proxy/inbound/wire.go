@@ -3,7 +3,6 @@ package inbound
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"net/http"
 	"strings"
 
@@ -119,33 +118,7 @@ func leanResponse(br *bufio.Reader, req *http.Request) *http.Response {
 	res.ContentLength = n
 	res.Body = http.NoBody
 	if n > 0 {
-		res.Body = &lengthBody{br: br, remain: n}
+		res.Body = http1.NewLengthBody(br, n)
 	}
 	return res
 }
-
-// lengthBody is a body of known length read from br.
-type lengthBody struct {
-	br     *bufio.Reader
-	remain int64
-}
-
-func (b *lengthBody) Read(p []byte) (int, error) {
-	if b.remain == 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > b.remain {
-		p = p[:b.remain]
-	}
-	n, err := b.br.Read(p)
-	b.remain -= int64(n)
-	switch {
-	case err == io.EOF:
-		return n, io.ErrUnexpectedEOF
-	case err == nil && b.remain == 0:
-		return n, io.EOF
-	}
-	return n, err
-}
-
-func (b *lengthBody) Close() error { return nil }
