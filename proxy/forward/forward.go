@@ -11,13 +11,13 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
-	"net/url"
 	"strings"
 	"sync"
 
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/skeinmesh/skein/proxy/bufpool"
+	"github.com/skeinmesh/skein/proxy/http1"
 )
 
 // isHop says whether a header is the connection's, not the message's: a proxy removes these, and
@@ -51,14 +51,10 @@ func WithOwnedHeaders(ctx context.Context) context.Context {
 // header of its own, less hop-by-hop headers; the header is r's own, edited, when r's context says
 // it may be (WithOwnedHeaders). "Te: trailers" is kept, as it says the client takes trailers.
 func Request(r *http.Request) *http.Request {
-	both := new(struct {
-		http.Request
-		url url.URL
-	}) // one allocation
-	out := &both.Request
+	out, u := http1.RequestAndURL()
 	*out = *r
-	both.url = *r.URL
-	out.URL = &both.url
+	*u = *r.URL
+	out.URL = u
 	trailers := httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers")
 	var h http.Header
 	if owned, _ := r.Context().Value(ownedHeadersKey{}).(bool); owned {

@@ -244,19 +244,15 @@ func (sc *serverConn) request(f *http2.MetaHeadersFrame) (*http.Request, error) 
 	if c := header["Cookie"]; len(c) > 1 {
 		header["Cookie"] = []string{strings.Join(c, "; ")}
 	}
-	rq := new(struct {
-		http.Request
-		url url.URL
-	}) // one allocation for both
+	req, u := http1.RequestAndURL()
 	if method == http.MethodConnect {
-		rq.url = url.URL{Host: authority}
+		*u = url.URL{Host: authority}
 		path = authority
-	} else if err := http1.ParseTarget(path, &rq.url); err != nil {
+	} else if err := http1.ParseTarget(path, u); err != nil {
 		return nil, err
 	}
-	req := &rq.Request
 	*req = http.Request{
-		Method: method, URL: &rq.url, Proto: "HTTP/2.0", ProtoMajor: 2, Header: header,
+		Method: method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: header,
 		Host: authority, RequestURI: path, RemoteAddr: sc.remote,
 	}
 	if !f.StreamEnded() {

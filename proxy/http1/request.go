@@ -12,10 +12,14 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// request is a request with its URL, made in one allocation.
-type request struct {
-	http.Request
-	url url.URL
+// RequestAndURL makes a request and a URL in one allocation, for the servers and proxies that make
+// both for every request (this package, h2peer, forward); the request's URL is left to set.
+func RequestAndURL() (*http.Request, *url.URL) {
+	both := new(struct {
+		r http.Request
+		u url.URL
+	})
+	return &both.r, &both.u
 }
 
 // newRequest parses a request header, up to and including its blank line, into a request, or
@@ -31,14 +35,14 @@ func newRequest(c *serverConn, head []byte) *http.Request {
 	if !ok1 || !ok2 || proto != "HTTP/1.1" || !httpguts.ValidHeaderFieldName(method) || !validTarget(target) {
 		return nil
 	}
-	rq := &request{Request: *c.tmpl}
-	r := &rq.Request
+	r, u := RequestAndURL()
+	*r = *c.tmpl
 	r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor = method, target, "HTTP/1.1", 1, 1
 	r.RemoteAddr = c.remote
-	if ParseTarget(target, &rq.url) != nil {
+	if ParseTarget(target, u) != nil {
 		return nil
 	}
-	r.URL = &rq.url
+	r.URL = u
 
 	hosts, lengths := 0, 0
 	contentLength := ""
