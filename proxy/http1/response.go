@@ -238,28 +238,29 @@ func WriteField(bw io.StringWriter, k string, vv []string) {
 		bw.WriteString(k)
 		bw.WriteString(": ")
 		if strings.ContainsAny(v, "\r\n") {
-			v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			v = lineBreaks.Replace(v)
 		}
 		bw.WriteString(strings.TrimSpace(v))
 		bw.WriteString("\r\n")
 	}
 }
 
+var lineBreaks = strings.NewReplacer("\r", " ", "\n", " ")
+
 // dateNow is the Date header's value for the current second, made once a second.
-var dateNow atomic.Pointer[struct {
+var dateNow atomic.Pointer[dated]
+
+type dated struct {
 	unix int64
 	s    string
-}]
+}
 
 func date() string {
 	now := time.Now()
 	if d := dateNow.Load(); d != nil && d.unix == now.Unix() {
 		return d.s
 	}
-	d := &struct {
-		unix int64
-		s    string
-	}{now.Unix(), now.UTC().Format(http.TimeFormat)}
+	d := &dated{now.Unix(), now.UTC().Format(http.TimeFormat)}
 	dateNow.Store(d)
 	return d.s
 }

@@ -60,9 +60,8 @@ type serverConn struct {
 	scratch [20]byte
 	cancel  context.CancelFunc // ends the connection's context, which is every request's
 
-	wmu       sync.Mutex
-	w         watch
-	watchBody *body // the body of the request watched, if it has one
+	wmu sync.Mutex // guards w
+	w   watch
 }
 
 // ServeConn serves conn with h until the client closes it, a response needs it closed, or

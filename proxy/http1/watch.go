@@ -1,6 +1,8 @@
 package http1
 
 import (
+	"errors"
+	"os"
 	"time"
 )
 
@@ -15,8 +17,9 @@ const watchAfter = 100 * time.Millisecond
 // cancels the request (its context is the connection's), and a byte of a next request is kept.
 type watch struct {
 	timer   *time.Timer
-	running bool // the handler has not returned
-	active  bool // the read is under way
+	body    *body // the request's, if it has one
+	running bool  // the handler has not returned
+	active  bool  // the read is under way
 	done    chan struct{}
 	pending bool // b is the next byte of the connection
 	b       [1]byte
@@ -35,7 +38,7 @@ func (c *serverConn) Read(p []byte) (int, error) {
 // startWatch arms the watch for the request about to run.
 func (c *serverConn) startWatch(b *body) {
 	c.wmu.Lock()
-	c.w.running, c.watchBody = true, b
+	c.w.running, c.w.body = true, b
 	c.wmu.Unlock()
 	if c.w.timer == nil {
 		c.w.timer = time.AfterFunc(watchAfter, c.watchFired)
@@ -52,7 +55,7 @@ func (c *serverConn) watchFired() {
 		c.wmu.Unlock()
 		return
 	}
-	if b := c.watchBody; b != nil && !b.read() {
+	if b := c.w.body; b != nil && !b.read() {
 		c.w.timer.Reset(watchAfter)
 		c.wmu.Unlock()
 		return
@@ -68,7 +71,7 @@ func (c *serverConn) watchFired() {
 	switch {
 	case n == 1:
 		c.w.pending = true
-	case err != nil && !isTimeout(err):
+	case err != nil && !errors.Is(err, os.ErrDeadlineExceeded):
 		c.cancel() // the client is gone: so is its request
 	}
 }
@@ -78,7 +81,7 @@ func (c *serverConn) stopWatch() {
 	c.w.timer.Stop()
 	c.wmu.Lock()
 	c.w.running = false
-	c.watchBody = nil
+	c.w.body = nil
 	active := c.w.active
 	c.w.active = false
 	c.wmu.Unlock()
@@ -87,9 +90,4 @@ func (c *serverConn) stopWatch() {
 		<-c.w.done
 		c.conn.SetReadDeadline(time.Time{})
 	}
-}
-
-func isTimeout(err error) bool {
-	t, ok := err.(interface{ Timeout() bool })
-	return ok && t.Timeout()
 }
